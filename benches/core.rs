@@ -1,0 +1,156 @@
+//! Criterion benchmarks for the wire-format core: filter normalization (the work on
+//! every request before the cache is consulted) and merge (the work on every miss).
+//!
+//! Run: `cargo bench --bench core`.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use vcproxy::filter::{parse_api, parse_rest, Limits};
+use vcproxy::merge::{merge, MergeOptions, UpstreamBody};
+use vcproxy::Family;
+
+/// A 20-parameter `/rest` query in the repeated-key style, with escapes, as a
+/// dashboard might send it.
+fn query_20() -> String {
+    let mut p = Vec::new();
+    for s in [
+        "com.vmware.esx.settings.clusters.software",
+        "com.vmware.vcenter.vm_template.library_items",
+        "com.vmware.vcenter.namespace_management.clusters",
+        "com.vmware.appliance.update",
+    ] {
+        p.push(format!("filter_spec.services={s}"));
+    }
+    for st in ["RUNNING", "FAILED", "BLOCKED", "PENDING"] {
+        p.push(format!("filter_spec.status={st}"));
+    }
+    for op in ["apply", "check", "scan", "deploy"] {
+        p.push(format!("filter_spec.operations={op}"));
+    }
+    for u in [
+        "VSPHERE.LOCAL%5CAdministrator",
+        "VSPHERE.LOCAL%5Cautomation",
+        "ops%40corp.example",
+    ] {
+        p.push(format!("filter_spec.users={u}"));
+    }
+    for i in 1..=2 {
+        p.push(format!("filter_spec.targets.{i}.type=VirtualMachine"));
+        p.push(format!("filter_spec.targets.{i}.id=vm-{}", 40 + i));
+    }
+    p.push("result_spec.return_all=true".into());
+    assert_eq!(p.len(), 20);
+    p.reverse();
+    p.join("&")
+}
+
+fn body_20() -> String {
+    r#"{"filter_spec":{"services":["com.vmware.esx.settings.clusters.software","com.vmware.vcenter.vm_template.library_items","com.vmware.vcenter.namespace_management.clusters","com.vmware.appliance.update"],"status":["RUNNING","FAILED","BLOCKED","PENDING"],"operations":["apply","check","scan","deploy"],"users":["VSPHERE.LOCAL\\Administrator","VSPHERE.LOCAL\\automation","ops@corp.example"],"targets":[{"type":"VirtualMachine","id":"vm-41"},{"type":"VirtualMachine","id":"vm-42"}]},"result_spec":{"return_all":true}}"#.to_string()
+}
+
+/// About 600 bytes of task info, `/rest` or `/api` shaped (params map differs).
+fn info(i: usize, family: Family) -> String {
+    let params = match family {
+        Family::Rest => format!(
+            r#"[{{"key":"cluster","value":{{"s":"domain-c{i}"}}}},{{"key":"image","value":{{"s":"ESXi-8.0U2-{i}"}}}}]"#
+        ),
+        Family::Api => {
+            format!(r#"{{"cluster":{{"s":"domain-c{i}"}},"image":{{"s":"ESXi-8.0U2-{i}"}}}}"#)
+        }
+    };
+    format!(
+        r#"{{"description":{{"args":[],"default_message":"Remediating cluster domain-c{i}","id":"com.vmware.esx.settings.apply","params":{params}}},"service":"com.vmware.esx.settings.clusters.software","operation":"apply","target":{{"type":"ClusterComputeResource","id":"domain-c{i}"}},"status":"RUNNING","cancelable":true,"start_time":"2026-11-27T10:13:05.651Z","progress":{{"total":100,"completed":{},"message":{{"args":[],"default_message":"Applying image","id":"com.vmware.esx.settings.progress"}}}}}}"#,
+        i % 100
+    )
+}
+
+fn upstream_body(vc: usize, n: usize, family: Family) -> String {
+    let mut out = String::new();
+    let id = |i: usize| {
+        format!(
+            "{:08x}-160a-25fe-fd1e-e7526df80e0d:com.vmware.esx.settings.clusters.software",
+            vc * 100_000 + i
+        )
+    };
+    match family {
+        Family::Rest => {
+            out.push_str(r#"{"value":["#);
+            for i in 0..n {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&format!(
+                    r#"{{"key":"{}","value":{}}}"#,
+                    id(i),
+                    info(i, family)
+                ));
+            }
+            out.push_str("]}");
+        }
+        Family::Api => {
+            out.push('{');
+            for i in 0..n {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&format!(r#""{}":{}"#, id(i), info(i, family)));
+            }
+            out.push('}');
+        }
+    }
+    out
+}
+
+fn normalize(c: &mut Criterion) {
+    let limits = Limits::default();
+    let q = query_20();
+    let body = body_20();
+    // Both spell the same question.
+    assert_eq!(
+        parse_rest(Some(&q), b"", &limits).unwrap().key(),
+        parse_api(Some("action=list"), body.as_bytes(), &limits)
+            .unwrap()
+            .key()
+    );
+    let mut g = c.benchmark_group("normalize");
+    g.bench_function("rest_query_20_params", |b| {
+        b.iter(|| parse_rest(Some(black_box(&q)), b"", &limits).unwrap().key())
+    });
+    g.bench_function("json_body_20_params", |b| {
+        b.iter(|| {
+            parse_api(Some("action=list"), black_box(body.as_bytes()), &limits)
+                .unwrap()
+                .key()
+        })
+    });
+    g.finish();
+}
+
+fn merging(c: &mut Criterion) {
+    let mut g = c.benchmark_group("merge_10x1000");
+    g.sample_size(30);
+    for family in [Family::Rest, Family::Api] {
+        let bodies: Vec<String> = (0..10).map(|vc| upstream_body(vc, 1000, family)).collect();
+        let names: Vec<String> = (0..10).map(|vc| format!("vc{vc}")).collect();
+        let inputs: Vec<UpstreamBody> = bodies
+            .iter()
+            .zip(&names)
+            .map(|(b, n)| UpstreamBody {
+                vcenter: n,
+                body: b.as_bytes(),
+            })
+            .collect();
+        let total: usize = bodies.iter().map(String::len).sum();
+        let per_task = total / 10_000;
+        assert!((550..=700).contains(&per_task), "{per_task} bytes per task");
+        let opts = MergeOptions { max_tasks: None };
+        assert_eq!(merge(family, &inputs, &opts).unwrap().tasks, 10_000);
+        g.throughput(Throughput::Bytes(total as u64));
+        g.bench_function(family.as_str(), |b| {
+            b.iter(|| merge(family, black_box(&inputs), &opts).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, normalize, merging);
+criterion_main!(benches);

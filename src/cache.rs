@@ -1,0 +1,364 @@
+//! The response cache: pre-rendered answers, single-flight fetches, stale serving.
+//!
+//! An entry is the exact response a client gets (status, content type, body bytes),
+//! so a hit costs a hash lookup and a reference-count increment: nothing is parsed or
+//! rendered again. Entries are keyed by [`CacheKey`]: the principal, the API family
+//! and the canonical filter, so two users never share an entry (vCenter filters tasks
+//! by permission) and every spelling of one filter shares one.
+//!
+//! Fetches are single-flight: concurrent misses for one key wait on one fetch, which
+//! runs in its own task, so a client that disconnects does not cancel it for the
+//! others. Around the fresh TTL there are two windows:
+//!
+//! * stale-while-revalidate: a good entry past its TTL but within the window is served
+//!   at once while one background fetch refreshes it;
+//! * stale-if-error: when a fetch fails (5xx or no answer), a good entry within the
+//!   window is served instead of the failure.
+//!
+//! Error answers are cached for `error_ttl` (so a bad filter polled by many clients
+//! costs vCenter once per window), except 401 and 403, which are about one session
+//! and must never be served to another.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use moka::future::Cache;
+use moka::Expiry;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+use crate::vapi_error::Family;
+
+/// Who asked, in which family, for which canonical filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheKey {
+    pub principal: Arc<str>,
+    pub family: Family,
+    pub filter: Box<[u8]>,
+}
+
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.principal.hash(state);
+        self.family.hash(state);
+        self.filter.hash(state);
+    }
+}
+
+/// A complete, pre-rendered answer.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub status: StatusCode,
+    pub content_type: HeaderValue,
+    pub body: Bytes,
+    /// The vCenter whose error this is, for the `vcproxy-upstream` header.
+    pub upstream: Option<HeaderValue>,
+    /// The vCenters left out of a partial answer, for the `vcproxy-partial` header.
+    pub partial: Option<HeaderValue>,
+    pub created: Instant,
+}
+
+impl Entry {
+    pub fn is_success(&self) -> bool {
+        self.status.is_success()
+    }
+
+    /// Seconds since the answer was fetched, for the `age` header.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.created)
+    }
+
+    fn weight(&self, key: &CacheKey) -> u32 {
+        let bytes = self.body.len() + key.filter.len() + key.principal.len() + 160;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// What a fetch produced, and so how it may be cached.
+#[derive(Debug, Clone)]
+pub enum Fetched {
+    /// A merged answer, or an error vCenter gave about the question itself (4xx other
+    /// than 401/403): cached.
+    Answer(Entry),
+    /// vCenter failed or could not be reached (5xx, transport): stale-if-error applies.
+    Failure(Entry),
+    /// About this session only (401, 403): never cached.
+    Private(Entry),
+}
+
+impl Fetched {
+    pub fn entry(&self) -> &Entry {
+        match self {
+            Fetched::Answer(e) | Fetched::Failure(e) | Fetched::Private(e) => e,
+        }
+    }
+}
+
+/// How a request was answered, for the `vcproxy-cache` header and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A fresh entry.
+    Hit,
+    /// This request started the fetch.
+    Miss,
+    /// Another request's fetch answered this one too.
+    Coalesced,
+    /// A good entry past its TTL: within stale-while-revalidate, or instead of a failure.
+    Stale,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Coalesced => "coalesced",
+            Outcome::Stale => "stale",
+        }
+    }
+
+    pub fn header(self) -> HeaderValue {
+        HeaderValue::from_static(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub ttl: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    pub error_ttl: Duration,
+    pub max_bytes: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            ttl: Duration::from_secs(5),
+            stale_while_revalidate: Duration::from_secs(10),
+            stale_if_error: Duration::from_secs(60),
+            error_ttl: Duration::from_secs(1),
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Keeps good answers for as long as either stale window may still use them, and
+/// error answers for `error_ttl`.
+struct EntryExpiry {
+    keep_good: Duration,
+    keep_error: Duration,
+}
+
+impl Expiry<Arc<CacheKey>, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _: &Arc<CacheKey>,
+        entry: &Arc<Entry>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(if entry.is_success() {
+            self.keep_good
+        } else {
+            self.keep_error
+        })
+    }
+    fn expire_after_update(
+        &self,
+        key: &Arc<CacheKey>,
+        entry: &Arc<Entry>,
+        now: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, entry, now)
+    }
+}
+
+type Flight = watch::Receiver<Option<Arc<Entry>>>;
+
+/// The cache and its in-flight fetches. Cheap to clone.
+#[derive(Clone)]
+pub struct ResponseCache {
+    entries: Cache<Arc<CacheKey>, Arc<Entry>>,
+    /// Keys whose last fetch failed while a good entry was kept for stale-if-error,
+    /// for `error_ttl`: within it the stale entry is served without a new fetch, so
+    /// a failing vCenter is not asked again on every request.
+    recent_failures: Cache<Arc<CacheKey>, ()>,
+    inflight: Arc<Mutex<HashMap<Arc<CacheKey>, Flight>>>,
+    settings: CacheSettings,
+}
+
+/// Why no answer could be given (the fetch task itself died).
+#[derive(Debug, thiserror::Error)]
+#[error("the fetch for this request ended without an answer")]
+pub struct FetchAbandoned;
+
+impl ResponseCache {
+    pub fn new(settings: CacheSettings) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(settings.max_bytes)
+            .weigher(|k: &Arc<CacheKey>, v: &Arc<Entry>| v.weight(k))
+            .expire_after(EntryExpiry {
+                keep_good: settings.ttl
+                    + settings.stale_while_revalidate.max(settings.stale_if_error),
+                keep_error: settings.error_ttl,
+            })
+            .build();
+        let recent_failures = Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(settings.error_ttl.max(Duration::from_millis(1)))
+            .build();
+        ResponseCache {
+            entries,
+            recent_failures,
+            inflight: Arc::default(),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    /// Answers `key` from the cache, or through `fetch`, coalescing concurrent misses.
+    /// With `force` (a client's `Cache-Control: no-cache`), a fresh entry is not used,
+    /// but the fetch is still shared with any already in flight.
+    pub async fn get_or_fetch<F, Fut>(
+        &self,
+        key: CacheKey,
+        force: bool,
+        fetch: F,
+    ) -> Result<(Arc<Entry>, Outcome), FetchAbandoned>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Fetched> + Send + 'static,
+    {
+        let key = Arc::new(key);
+        let now = Instant::now();
+        let cached = self.entries.get(&key).await;
+        if let (Some(entry), false) = (&cached, force) {
+            let age = entry.age(now);
+            let fresh_for = if entry.is_success() {
+                self.settings.ttl
+            } else {
+                self.settings.error_ttl
+            };
+            if age < fresh_for {
+                return Ok((entry.clone(), Outcome::Hit));
+            }
+            if entry.is_success()
+                && age < self.settings.ttl + self.settings.stale_if_error
+                && self.recent_failures.contains_key(&key)
+            {
+                return Ok((entry.clone(), Outcome::Stale));
+            }
+            if entry.is_success() && age < self.settings.ttl + self.settings.stale_while_revalidate
+            {
+                // Serve now; refresh once in the background.
+                let _ = self.join_or_start(key, fetch);
+                return Ok((entry.clone(), Outcome::Stale));
+            }
+        }
+
+        let (mut flight, leader) = self.join_or_start(key, fetch);
+        let answer = flight
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| FetchAbandoned)?
+            .clone()
+            .ok_or(FetchAbandoned)?;
+        // A failure with a good entry still within stale-if-error: serve the good one.
+        if !answer.is_success() && answer.status.is_server_error() {
+            if let Some(good) = cached.filter(|e| {
+                e.is_success()
+                    && e.age(Instant::now()) < self.settings.ttl + self.settings.stale_if_error
+            }) {
+                return Ok((good, Outcome::Stale));
+            }
+        }
+        Ok((
+            answer,
+            if leader {
+                Outcome::Miss
+            } else {
+                Outcome::Coalesced
+            },
+        ))
+    }
+
+    /// Joins the fetch in flight for `key`, or starts one in its own task.
+    /// Returns the flight and whether this call started it.
+    fn join_or_start<F, Fut>(&self, key: Arc<CacheKey>, fetch: F) -> (Flight, bool)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Fetched> + Send + 'static,
+    {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flight) = inflight.get(&key) {
+            return (flight.clone(), false);
+        }
+        let (tx, rx) = watch::channel(None);
+        inflight.insert(key.clone(), rx.clone());
+        drop(inflight);
+
+        let fut = fetch();
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Removes the flight even if the fetch panics, so the key is not wedged.
+            let _guard = FlightGuard {
+                inflight: &this.inflight,
+                key: &key,
+            };
+            let fetched = fut.await;
+            let entry = Arc::new(fetched.entry().clone());
+            match &fetched {
+                Fetched::Answer(_) => {
+                    this.recent_failures.invalidate(&key).await;
+                    this.entries.insert(key.clone(), entry.clone()).await
+                }
+                Fetched::Failure(_) => {
+                    // Keep a good entry that stale-if-error may still serve; otherwise
+                    // cache the failure briefly like any other error.
+                    let keep_good = this.entries.get(&key).await.is_some_and(|e| e.is_success());
+                    if keep_good {
+                        this.recent_failures.insert(key.clone(), ()).await;
+                    } else {
+                        this.entries.insert(key.clone(), entry.clone()).await;
+                    }
+                }
+                Fetched::Private(_) => {}
+            }
+            let _ = tx.send(Some(entry));
+        });
+        (rx, true)
+    }
+
+    /// Drops every entry (the admin `POST /cache/purge`).
+    pub fn purge(&self) {
+        self.entries.invalidate_all();
+        self.recent_failures.invalidate_all();
+    }
+
+    /// Entries and weighed bytes, approximately (moka counts lazily).
+    pub async fn usage(&self) -> (u64, u64) {
+        self.entries.run_pending_tasks().await;
+        (self.entries.entry_count(), self.entries.weighted_size())
+    }
+}
+
+struct FlightGuard<'a> {
+    inflight: &'a Mutex<HashMap<Arc<CacheKey>, Flight>>,
+    key: &'a Arc<CacheKey>,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(self.key);
+    }
+}

@@ -1,0 +1,402 @@
+//! One List Tasks question, asked of every vCenter at once, answered as one.
+//!
+//! Each vCenter gets one request in the client's family over its pooled connections,
+//! concurrently, so a miss costs the slowest vCenter's latency plus the merge. When
+//! every vCenter answers 200 the bodies are merged; otherwise a failing vCenter's own
+//! status and body pass through byte for byte, chosen by precedence (400, 401, 403,
+//! 404, other 4xx, 5xx; ties in configuration order) and named in `vcproxy-upstream`.
+//! Failures with no vCenter answer (refused, reset, timeout, TLS, unreadable body)
+//! become `service_unavailable` in the client's family, naming the vCenter.
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::header::HeaderValue;
+use http::StatusCode;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{debug, warn};
+
+use crate::cache::{Entry, Fetched};
+use crate::config::Secret;
+use crate::filter::TaskQuery;
+use crate::merge::{merge, MergeError, MergeOptions, UpstreamBody};
+use crate::metrics::Metrics;
+use crate::session::{Principal, Sessions, SESSION_HEADER};
+use crate::upstream::{TransportError, UpstreamResponse};
+use crate::vapi_error::{Family, VapiError};
+
+pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// Why one vCenter gave no usable answer.
+#[derive(Debug, Clone)]
+pub enum FailureBody {
+    /// The vCenter's own answer: passes through unchanged.
+    Answer {
+        status: StatusCode,
+        content_type: Option<HeaderValue>,
+        body: Bytes,
+    },
+    /// No answer to pass through: the proxy renders this error in the client's family.
+    Proxy(VapiError),
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamFailure {
+    pub vcenter: Arc<str>,
+    pub body: FailureBody,
+}
+
+impl UpstreamFailure {
+    pub fn answer(vcenter: &str, response: UpstreamResponse) -> Self {
+        UpstreamFailure {
+            vcenter: vcenter.into(),
+            body: FailureBody::Answer {
+                status: response.status,
+                content_type: response.content_type,
+                body: response.body,
+            },
+        }
+    }
+
+    pub fn transport(vcenter: &str, error: &TransportError) -> Self {
+        Self::proxy(
+            vcenter,
+            VapiError::service_unavailable(format!("vCenter {vcenter} gave no answer: {error}")),
+        )
+    }
+
+    pub fn proxy(vcenter: &str, error: VapiError) -> Self {
+        UpstreamFailure {
+            vcenter: vcenter.into(),
+            body: FailureBody::Proxy(error),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match &self.body {
+            FailureBody::Answer { status, .. } => *status,
+            FailureBody::Proxy(e) => e.status(),
+        }
+    }
+
+    /// The response the client gets, in `family` when the proxy renders it.
+    pub fn into_entry(self, family: Family) -> Entry {
+        let (status, content_type, body) = match self.body {
+            FailureBody::Answer {
+                status,
+                content_type,
+                body,
+            } => (status, content_type.unwrap_or(JSON), body),
+            FailureBody::Proxy(e) => (e.status(), JSON, e.render(family)),
+        };
+        Entry {
+            status,
+            content_type,
+            body,
+            upstream: HeaderValue::from_str(&self.vcenter).ok(),
+            partial: None,
+            created: Instant::now(),
+        }
+    }
+
+    /// Sorts the failure for caching: 401 and 403 are about one session and never
+    /// shared; 5xx are outages that stale-if-error may cover; the rest are answers.
+    pub fn into_fetched(self, family: Family) -> Fetched {
+        let status = self.status();
+        let entry = self.into_entry(family);
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            Fetched::Private(entry)
+        } else if status.is_server_error() {
+            Fetched::Failure(entry)
+        } else {
+            Fetched::Answer(entry)
+        }
+    }
+}
+
+/// Precedence among failures: the client learns first what it can fix itself.
+fn rank(status: StatusCode) -> u8 {
+    match status.as_u16() {
+        400 => 0,
+        401 => 1,
+        403 => 2,
+        404 => 3,
+        402..=499 => 4,
+        500..=599 => 5,
+        _ => 6,
+    }
+}
+
+/// The failure to report, from failures in configuration order.
+pub fn pick_failure(failures: Vec<UpstreamFailure>) -> Option<UpstreamFailure> {
+    // min_by_key keeps the first of equal keys: ties go to configuration order.
+    failures.into_iter().min_by_key(|f| rank(f.status()))
+}
+
+/// Asks every vCenter and merges.
+pub struct Fanout {
+    pub sessions: Arc<Sessions>,
+    pub metrics: Arc<Metrics>,
+    pub merge: MergeOptions,
+    /// Merge the vCenters that answered when others failed with 5xx or no answer.
+    pub partial: bool,
+}
+
+impl Fanout {
+    pub async fn list(
+        &self,
+        principal: Arc<Principal>,
+        family: Family,
+        query: &TaskQuery,
+    ) -> Fetched {
+        let backends = self.sessions.backends();
+        let unserved: Vec<&str> = backends
+            .iter()
+            .filter(|b| !b.families.is_empty() && !b.families.contains(&family))
+            .map(|b| b.upstream.name())
+            .collect();
+        if !unserved.is_empty() {
+            let e = VapiError::not_found(format!(
+                "vCenter {} does not serve the /{family} API family; use the other one.",
+                unserved.join(", ")
+            ));
+            return Fetched::Answer(UpstreamFailure::proxy(unserved[0], e).into_entry(family));
+        }
+
+        let request = query.upstream(family);
+        let body = request.body.map(Bytes::from);
+        let asks = (0..backends.len()).map(|i| {
+            let principal = principal.clone();
+            let method = request.method.clone();
+            let path = request.path_and_query.as_str();
+            let body = body.clone();
+            async move { self.ask(&principal, i, family, method, path, body).await }
+        });
+        let results = join_all(asks).await;
+
+        let mut answers = Vec::with_capacity(results.len());
+        let mut failures = Vec::new();
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(body) => answers.push((i, body)),
+                Err(f) => failures.push(f),
+            }
+        }
+
+        let mut partial = None;
+        if !failures.is_empty() {
+            let all_outages = failures.iter().all(|f| f.status().is_server_error());
+            if !(self.partial && all_outages && !answers.is_empty()) {
+                let chosen = pick_failure(failures).expect("failures is not empty");
+                return chosen.into_fetched(family);
+            }
+            let names: Vec<&str> = failures.iter().map(|f| &*f.vcenter).collect();
+            warn!(failed = %names.join(","), "answering with a partial merge");
+            partial = HeaderValue::from_str(&names.join(",")).ok();
+        }
+
+        let inputs: Vec<UpstreamBody<'_>> = answers
+            .iter()
+            .map(|(i, body)| UpstreamBody {
+                vcenter: backends[*i].upstream.name(),
+                body,
+            })
+            .collect();
+        match merge(family, &inputs, &self.merge) {
+            Ok(merged) => {
+                for d in &merged.duplicates {
+                    self.metrics.duplicate_tasks.inc();
+                    debug!(
+                        task = %d.task,
+                        kept = inputs[d.kept].vcenter,
+                        dropped = inputs[d.dropped].vcenter,
+                        "task id reported by two vCenters"
+                    );
+                }
+                Fetched::Answer(Entry {
+                    status: StatusCode::OK,
+                    content_type: JSON,
+                    body: Bytes::from(merged.body),
+                    upstream: None,
+                    partial,
+                    created: Instant::now(),
+                })
+            }
+            Err(e @ MergeError::Malformed { .. }) => {
+                let vcenter = match &e {
+                    MergeError::Malformed { vcenter, .. } => vcenter.clone(),
+                    MergeError::TooMany { .. } => unreachable!(),
+                };
+                warn!(vcenter = %vcenter, error = %e, "unreadable List Tasks answer");
+                self.metrics.upstream_error(&vcenter, "malformed");
+                UpstreamFailure::proxy(&vcenter, e.to_vapi()).into_fetched(family)
+            }
+            Err(e @ MergeError::TooMany { .. }) => {
+                let v = e.to_vapi();
+                Fetched::Answer(Entry {
+                    status: v.status(),
+                    content_type: JSON,
+                    body: v.render(family),
+                    upstream: None,
+                    partial,
+                    created: Instant::now(),
+                })
+            }
+        }
+    }
+
+    /// One vCenter: send with the pooled session; on 401 log in again once and retry.
+    async fn ask(
+        &self,
+        principal: &Principal,
+        index: usize,
+        family: Family,
+        method: http::Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, UpstreamFailure> {
+        let upstream = &self.sessions.backends()[index].upstream;
+        let name = upstream.name();
+        let mut session = principal.backend_session(index).await;
+        let mut retried = false;
+        loop {
+            let session_value = session
+                .as_ref()
+                .and_then(|s| HeaderValue::from_str(s.expose()).ok());
+            let response = match &session_value {
+                Some(v) => {
+                    let mut v = v.clone();
+                    v.set_sensitive(true);
+                    self.send(
+                        index,
+                        method.clone(),
+                        path,
+                        &[(SESSION_HEADER, v)],
+                        body.clone(),
+                    )
+                    .await?
+                }
+                // No session (a re-login failed earlier): try to log in first.
+                None => UpstreamResponse {
+                    status: StatusCode::UNAUTHORIZED,
+                    content_type: Some(JSON),
+                    body: VapiError::unauthenticated().render(family),
+                },
+            };
+            if response.status == StatusCode::OK {
+                return Ok(response.body);
+            }
+            if response.status == StatusCode::UNAUTHORIZED && !retried {
+                retried = true;
+                let stale = session.clone().unwrap_or_else(|| Secret::new(""));
+                match self
+                    .sessions
+                    .relogin(principal, index, &stale, family)
+                    .await?
+                {
+                    Some(fresh) => {
+                        debug!(vcenter = %name, "vCenter session expired; logged in again");
+                        session = Some(fresh);
+                        continue;
+                    }
+                    None => return Err(UpstreamFailure::answer(name, response)),
+                }
+            }
+            return Err(UpstreamFailure::answer(name, response));
+        }
+    }
+
+    async fn send(
+        &self,
+        index: usize,
+        method: http::Method,
+        path: &str,
+        headers: &[(http::HeaderName, HeaderValue)],
+        body: Option<Bytes>,
+    ) -> Result<UpstreamResponse, UpstreamFailure> {
+        let upstream = &self.sessions.backends()[index].upstream;
+        let name = upstream.name();
+        let started = Instant::now();
+        match upstream.send(method, path, headers, body).await {
+            Ok(r) => {
+                let elapsed = started.elapsed();
+                self.metrics
+                    .upstream_answer(name, r.status.as_u16(), elapsed);
+                debug!(
+                    vcenter = %name,
+                    status = r.status.as_u16(),
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    bytes = r.body.len(),
+                    "upstream answered"
+                );
+                Ok(r)
+            }
+            Err(e) => {
+                let kind = match e {
+                    TransportError::Connect(_) => "connect",
+                    TransportError::Timeout(_) => "timeout",
+                    TransportError::Body(_) => "body",
+                    TransportError::Request(_) | TransportError::Uri(_) => "request",
+                };
+                self.metrics.upstream_error(name, kind);
+                warn!(vcenter = %name, error = %e, elapsed_ms = started.elapsed().as_millis() as u64, "upstream failed");
+                Err(UpstreamFailure::transport(name, &e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(vc: &str, status: u16) -> UpstreamFailure {
+        UpstreamFailure::answer(
+            vc,
+            UpstreamResponse {
+                status: StatusCode::from_u16(status).unwrap(),
+                content_type: None,
+                body: Bytes::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn precedence_is_400_401_403_404_4xx_5xx_then_config_order() {
+        let pick = |list: &[(&str, u16)]| {
+            let f = pick_failure(list.iter().map(|(v, s)| failure(v, *s)).collect()).unwrap();
+            (f.vcenter.to_string(), f.status().as_u16())
+        };
+        assert_eq!(
+            pick(&[("a", 503), ("b", 400), ("c", 401)]),
+            ("b".into(), 400)
+        );
+        assert_eq!(
+            pick(&[("a", 503), ("b", 403), ("c", 401)]),
+            ("c".into(), 401)
+        );
+        assert_eq!(pick(&[("a", 404), ("b", 403)]), ("b".into(), 403));
+        assert_eq!(pick(&[("a", 500), ("b", 404)]), ("b".into(), 404));
+        assert_eq!(pick(&[("a", 500), ("b", 429)]), ("b".into(), 429));
+        assert_eq!(pick(&[("a", 503), ("b", 500)]), ("a".into(), 503));
+        assert_eq!(pick(&[("a", 500), ("b", 503)]), ("a".into(), 500));
+        assert!(pick_failure(vec![]).is_none());
+    }
+
+    #[test]
+    fn transport_failures_render_service_unavailable_naming_the_vcenter() {
+        let f = UpstreamFailure::transport(
+            "vc7",
+            &TransportError::Timeout(std::time::Duration::from_secs(2)),
+        );
+        let e = f.into_entry(Family::Api);
+        assert_eq!(e.status, 503);
+        let v: serde_json::Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!(v["error_type"], "SERVICE_UNAVAILABLE");
+        assert!(v["messages"][0]["default_message"]
+            .as_str()
+            .unwrap()
+            .contains("vc7"));
+        assert_eq!(e.upstream.unwrap(), "vc7");
+    }
+}

@@ -1,0 +1,187 @@
+//! The `vcproxy` command line: a thin layer over the library.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+use vcproxy::config::{Config, LogFormat, Secret};
+
+#[derive(Parser)]
+#[command(
+    name = "vcproxy",
+    version,
+    about = "Caching, aggregating reverse proxy for VMware vCenter's task API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, default_value = "proxy.toml")]
+        config: PathBuf,
+    },
+    /// Validate the configuration, then reach (and, with credentials, log in to)
+    /// every vCenter and report on each. Exits non-zero if any check fails.
+    Check {
+        #[arg(long, short, default_value = "proxy.toml")]
+        config: PathBuf,
+        /// Also test a login as this user (passthrough mode); the password is read
+        /// from the environment variable VCPROXY_CHECK_PASSWORD.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Start three simulated vCenters and the proxy in front of them, and print
+    /// commands to try.
+    Demo {
+        /// Where the proxy listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the admin API (metrics, health) listens.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+        /// The first simulator's port; the other two follow.
+        #[arg(long, default_value_t = 9001)]
+        sim_port: u16,
+    },
+    /// Run a simulated vCenter (sessions, List Tasks, faults) for trying clients without one.
+    Sim(vcproxy::sim::SimArgs),
+    /// Hash a password for the service-account mode's users file (reads it from stdin).
+    HashPassword,
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    // RUST_LOG, when set, overrides the configured level.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let proxy = vcproxy::server::Proxy::new(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen.addr)
+        .await
+        .with_context(|| format!("listen.addr: cannot listen on {}", config.listen.addr))?;
+    let admin = tokio::net::TcpListener::bind(config.admin.addr)
+        .await
+        .with_context(|| format!("admin.addr: cannot listen on {}", config.admin.addr))?;
+    let tls = match &config.listen.tls {
+        Some(t) => Some(vcproxy::tls::server_config_from_files(
+            &t.cert_file,
+            &t.key_file,
+        )?),
+        None => None,
+    };
+    tracing::info!(
+        listen = %config.listen.addr,
+        admin = %config.admin.addr,
+        vcenters = config.vcenters.len(),
+        auth = config.auth.mode.name(),
+        tls = tls.is_some(),
+        "vcproxy serving"
+    );
+    vcproxy::server::run(proxy, listener, admin, tls, shutdown_signal()).await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            init_logging(config.log.format, &config.log.level);
+            serve(config).await
+        }
+        Command::Check { config, user } => {
+            let config = Config::load(&config)?;
+            println!("configuration OK: {} vCenter(s)", config.vcenters.len());
+            let credentials = match (&config.auth.mode, user) {
+                (vcproxy::config::AuthMode::ServiceAccount(sa), _) => {
+                    Some((sa.username.clone(), sa.password.clone()))
+                }
+                (_, Some(user)) => {
+                    let pw = std::env::var("VCPROXY_CHECK_PASSWORD")
+                        .context("--user needs the password in VCPROXY_CHECK_PASSWORD")?;
+                    Some((user, Secret::new(pw)))
+                }
+                _ => None,
+            };
+            let reports = vcproxy::check::check(&config, credentials).await;
+            let mut failed = 0;
+            for r in &reports {
+                println!(
+                    "{:<4} {:<16} {}",
+                    if r.ok { "ok" } else { "FAIL" },
+                    r.vcenter,
+                    r.detail
+                );
+                failed += usize::from(!r.ok);
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} vCenter(s) failed the check", reports.len());
+            }
+            Ok(())
+        }
+        Command::Demo {
+            listen,
+            admin,
+            sim_port,
+        } => {
+            init_logging(LogFormat::Text, "info");
+            let demo = vcproxy::demo::start(vcproxy::demo::DemoAddrs {
+                proxy: listen,
+                admin,
+                first_sim_port: sim_port,
+            })
+            .await?;
+            println!("{}", vcproxy::demo::instructions(listen, admin, &demo.sims));
+            serve(demo.config).await?;
+            for s in demo.sims {
+                s.shutdown().await;
+            }
+            Ok(())
+        }
+        Command::Sim(args) => vcproxy::sim::run_cli(args).await,
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            println!("{}", vcproxy::users::hash_password(password));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Prometheus metrics, served on the admin listener at `/metrics`.
+//!
+//! Label values are bounded: routes are a fixed set, vCenter names come from the
+//! configuration, statuses are HTTP codes. Nothing a client writes becomes a label,
+//! so a hostile client cannot grow the series count.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use crate::cache::Outcome;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VcenterLabels {
+    pub vcenter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub vcenter: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub vcenter: String,
+    pub kind: &'static str,
+}
+
+/// Every metric vcproxy exports. Cheap to share (`Arc<Metrics>`); each metric is
+/// atomics inside.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteLabels, Counter>,
+    pub cache_requests: Family<OutcomeLabels, Counter>,
+    pub cache_bytes_served: Family<OutcomeLabels, Counter>,
+    pub cache_entries: Gauge,
+    pub cache_weighted_bytes: Gauge<i64, AtomicI64>,
+    pub upstream_requests: Family<UpstreamLabels, Counter>,
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub upstream_latency: Family<VcenterLabels, Histogram>,
+    pub backend_sessions: Family<VcenterLabels, Gauge>,
+    pub backend_logins: Family<VcenterLabels, Counter>,
+    pub client_sessions: Gauge,
+    pub duplicate_tasks: Counter<u64, AtomicU64>,
+}
+
+use std::sync::atomic::AtomicI64;
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("vcproxy");
+        let requests = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Client requests answered, by route and status",
+            requests.clone(),
+        );
+        let cache_requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "cache_requests",
+            "List Tasks requests by cache outcome (hit, miss, stale, coalesced)",
+            cache_requests.clone(),
+        );
+        let cache_bytes_served = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "cache_served_bytes",
+            "Response body bytes served, by cache outcome",
+            cache_bytes_served.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "cache_entries",
+            "Entries in the response cache",
+            cache_entries.clone(),
+        );
+        let cache_weighted_bytes = Gauge::default();
+        registry.register(
+            "cache_size_bytes",
+            "Bytes held by the response cache, as weighed against its cap",
+            cache_weighted_bytes.clone(),
+        );
+        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Requests sent to vCenters that got an answer, by vCenter and status",
+            upstream_requests.clone(),
+        );
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "vCenter requests that got no usable answer, by vCenter and kind",
+            upstream_errors.clone(),
+        );
+        let upstream_latency = Family::<VcenterLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        registry.register(
+            "upstream_latency_seconds",
+            "Time for a vCenter to answer a request, whole body read",
+            upstream_latency.clone(),
+        );
+        let backend_sessions = Family::<VcenterLabels, Gauge>::default();
+        registry.register(
+            "backend_sessions_open",
+            "Pooled vCenter sessions currently open, by vCenter",
+            backend_sessions.clone(),
+        );
+        let backend_logins = Family::<VcenterLabels, Counter>::default();
+        registry.register(
+            "backend_logins",
+            "Sessions opened on vCenters, by vCenter",
+            backend_logins.clone(),
+        );
+        let client_sessions = Gauge::default();
+        registry.register(
+            "client_sessions_open",
+            "Client sessions the proxy holds",
+            client_sessions.clone(),
+        );
+        let duplicate_tasks = Counter::default();
+        registry.register(
+            "duplicate_tasks",
+            "Task ids reported by more than one vCenter in one merge (first vCenter kept)",
+            duplicate_tasks.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            cache_requests,
+            cache_bytes_served,
+            cache_entries,
+            cache_weighted_bytes,
+            upstream_requests,
+            upstream_errors,
+            upstream_latency,
+            backend_sessions,
+            backend_logins,
+            client_sessions,
+            duplicate_tasks,
+        }
+    }
+
+    pub fn request(&self, route: &'static str, status: u16) {
+        self.requests
+            .get_or_create(&RouteLabels { route, status })
+            .inc();
+    }
+
+    pub fn cache_outcome(&self, outcome: Outcome, bytes: usize) {
+        let labels = OutcomeLabels {
+            outcome: outcome.as_str(),
+        };
+        self.cache_requests.get_or_create(&labels).inc();
+        self.cache_bytes_served
+            .get_or_create(&labels)
+            .inc_by(bytes as u64);
+    }
+
+    pub fn upstream_answer(&self, vcenter: &str, status: u16, elapsed: Duration) {
+        self.upstream_requests
+            .get_or_create(&UpstreamLabels {
+                vcenter: vcenter.to_owned(),
+                status,
+            })
+            .inc();
+        self.upstream_latency
+            .get_or_create(&VcenterLabels {
+                vcenter: vcenter.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn upstream_error(&self, vcenter: &str, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                vcenter: vcenter.to_owned(),
+                kind,
+            })
+            .inc();
+    }
+
+    pub fn backend_session_opened(&self, vcenter: &str) {
+        let labels = VcenterLabels {
+            vcenter: vcenter.to_owned(),
+        };
+        self.backend_logins.get_or_create(&labels).inc();
+        self.backend_sessions.get_or_create(&labels).inc();
+    }
+
+    pub fn backend_session_closed(&self, vcenter: &str) {
+        self.backend_sessions
+            .get_or_create(&VcenterLabels {
+                vcenter: vcenter.to_owned(),
+            })
+            .dec();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let m = Metrics::new();
+        m.request("list_tasks", 200);
+        m.request("list_tasks", 200);
+        m.cache_outcome(Outcome::Hit, 10);
+        m.upstream_answer("vc1", 200, Duration::from_millis(3));
+        m.backend_session_opened("vc1");
+        m.duplicate_tasks.inc();
+        let text = m.render();
+        assert!(
+            text.contains(r#"vcproxy_requests_total{route="list_tasks",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"vcproxy_cache_requests_total{outcome="hit"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"vcproxy_cache_served_bytes_total{outcome="hit"} 10"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"vcproxy_backend_sessions_open{vcenter="vc1"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("vcproxy_duplicate_tasks_total 1"), "{text}");
+        assert!(
+            text.contains(r#"vcproxy_upstream_latency_seconds_count{vcenter="vc1"} 1"#),
+            "{text}"
+        );
+    }
+}

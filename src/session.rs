@@ -1,0 +1,644 @@
+//! Client sessions at the proxy, and the pool of vCenter sessions behind them.
+//!
+//! vCenter caps sessions (2000 in all, 550 per user) and tools that log in on every
+//! poll exhaust them, so the proxy never multiplies sessions: however many times a user
+//! logs in at the proxy, that user holds at most one session per vCenter.
+//!
+//! * A client logs in at the proxy with HTTP Basic auth and gets a proxy session id
+//!   (128 random bits). The id maps to a [`Principal`]: who the client is, and the
+//!   vCenter sessions its requests use.
+//! * **Passthrough mode** (default): the principal is the user's own vCenter identity.
+//!   The first login logs in to every vCenter concurrently with the client's
+//!   credentials; later logins by the same user with the same password reuse those
+//!   sessions. If any vCenter refuses, its status and body pass through. The password
+//!   is held in memory (for one re-login when a vCenter session expires) only while the
+//!   user has live client sessions; the pool entry itself keeps a salted digest.
+//! * **Service-account mode**: clients log in against a proxy-local user list, and
+//!   every request uses the configured service account's vCenter sessions.
+//!
+//! vCenter sessions left without a client close after `backend_idle_timeout`, and all
+//! of them close at shutdown.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use http::{Method, StatusCode};
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tracing::{debug, info, warn};
+
+use crate::config::Secret;
+use crate::fanout::{pick_failure, UpstreamFailure};
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+use crate::users::UserList;
+use crate::vapi_error::{Family, VapiError};
+
+/// The header every vSphere Automation API call carries its session in.
+pub const SESSION_HEADER: HeaderName = HeaderName::from_static("vmware-api-session-id");
+
+/// One vCenter as the session pool sees it.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub upstream: Upstream,
+    /// The families this vCenter serves; logins use the client's family when served,
+    /// so a refusal passes through in the shape the client expects.
+    pub families: Vec<Family>,
+}
+
+impl Backend {
+    fn login_family(&self, preferred: Family) -> Family {
+        if self.families.contains(&preferred) || self.families.is_empty() {
+            preferred
+        } else {
+            self.families[0]
+        }
+    }
+}
+
+/// How clients authenticate.
+#[derive(Clone)]
+pub enum AuthMode {
+    Passthrough,
+    ServiceAccount {
+        username: String,
+        password: Secret,
+        users: Arc<UserList>,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionSettings {
+    /// A client session unused this long ends.
+    pub client_idle: Duration,
+    /// vCenter sessions without a client session this long are logged out.
+    pub backend_idle: Duration,
+}
+
+/// Whose tasks a client sees, and the vCenter sessions that fetch them.
+pub struct Principal {
+    /// The vCenter user name (the service account's in that mode).
+    pub user: Arc<str>,
+    /// Held only while client sessions exist (or always, for the service account).
+    password: Mutex<Option<Secret>>,
+    /// One slot per vCenter, in configuration order. The async lock serializes logins,
+    /// so concurrent first logins by one user open one session per vCenter, not many.
+    backends: tokio::sync::Mutex<Vec<Option<Secret>>>,
+    clients: AtomicUsize,
+    last_used: Mutex<Instant>,
+    keep_password: bool,
+}
+
+impl Principal {
+    fn new(user: &str, backends: usize, keep_password: bool) -> Principal {
+        Principal {
+            user: user.into(),
+            password: Mutex::new(None),
+            backends: tokio::sync::Mutex::new(vec![None; backends]),
+            clients: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+            keep_password,
+        }
+    }
+
+    fn touch(&self) {
+        *lock(&self.last_used) = Instant::now();
+    }
+
+    /// The vCenter session for backend `index`, if one is open.
+    pub async fn backend_session(&self, index: usize) -> Option<Secret> {
+        self.backends.lock().await.get(index).cloned().flatten()
+    }
+}
+
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Principal")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One client session at the proxy.
+#[derive(Debug)]
+pub struct ClientSession {
+    /// Who the client is: the cache key's principal. In service-account mode this is
+    /// the proxy-local user, so users still never share cache entries.
+    pub user: Arc<str>,
+    pub principal: Arc<Principal>,
+    pub created: SystemTime,
+}
+
+/// A refused or failed login, ready to pass through to the client.
+#[derive(Debug)]
+pub enum LoginError {
+    /// The proxy's own refusal (no or malformed credentials, unknown local user).
+    Proxy(VapiError),
+    /// A vCenter's answer or transport failure.
+    Upstream(UpstreamFailure),
+}
+
+/// A pooled principal: the user name and a salted digest of the password, so a
+/// login with another password never reuses sessions opened with this one.
+type PrincipalKey = (String, [u8; 32]);
+
+/// The session store: client sessions and the principals behind them.
+pub struct Sessions {
+    backends: Arc<[Backend]>,
+    mode: AuthMode,
+    settings: SessionSettings,
+    clients: Cache<Arc<str>, Arc<ClientSession>>,
+    principals: Mutex<HashMap<PrincipalKey, Arc<Principal>>>,
+    salt: [u8; 16],
+    metrics: Arc<Metrics>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Sessions {
+    pub fn new(
+        backends: Arc<[Backend]>,
+        mode: AuthMode,
+        settings: SessionSettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Sessions> {
+        let mut salt = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+            .expect("the operating system's random generator failed");
+        let gauge = metrics.client_sessions.clone();
+        let clients = Cache::builder()
+            .time_to_idle(settings.client_idle)
+            .eviction_listener(move |_id, session: Arc<ClientSession>, cause| {
+                gauge.dec();
+                client_session_ended(&session.principal, cause);
+            })
+            .build();
+        Arc::new(Sessions {
+            backends,
+            mode,
+            settings,
+            clients,
+            principals: Mutex::new(HashMap::new()),
+            salt,
+            metrics,
+        })
+    }
+
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// The client session for a `vmware-api-session-id` value.
+    pub async fn client(&self, id: &str) -> Option<Arc<ClientSession>> {
+        let session = self.clients.get(id).await?;
+        session.principal.touch();
+        Some(session)
+    }
+
+    /// `POST /rest/com/vmware/cis/session` or `POST /api/session`.
+    /// Returns the new proxy session id.
+    pub async fn login(
+        &self,
+        family: Family,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<String, LoginError> {
+        let (user, password) = basic_credentials(authorization)
+            .ok_or_else(|| LoginError::Proxy(VapiError::unauthenticated()))?;
+        let (client_user, principal) = match &self.mode {
+            AuthMode::Passthrough => {
+                let principal = self.passthrough_principal(&user, &password, family).await?;
+                (principal.user.clone(), principal)
+            }
+            AuthMode::ServiceAccount {
+                username,
+                password: account_password,
+                users,
+            } => {
+                // PBKDF2 is deliberately slow: keep it off the async workers.
+                let users = users.clone();
+                let (u, p) = (user.clone(), password.clone());
+                let ok = tokio::task::spawn_blocking(move || users.verify(&u, p.expose()))
+                    .await
+                    .unwrap_or(false);
+                if !ok {
+                    info!(user = %user, "login refused: unknown user or wrong password");
+                    return Err(LoginError::Proxy(VapiError::unauthenticated()));
+                }
+                let principal = self
+                    .principal_with_sessions(username, account_password, family, true)
+                    .await?;
+                (Arc::from(user.as_str()), principal)
+            }
+        };
+        let id = new_session_id();
+        principal.clients.fetch_add(1, Ordering::SeqCst);
+        self.metrics.client_sessions.inc();
+        let session = Arc::new(ClientSession {
+            user: client_user,
+            principal,
+            created: SystemTime::now(),
+        });
+        self.clients.insert(Arc::from(id.as_str()), session).await;
+        Ok(id)
+    }
+
+    async fn passthrough_principal(
+        &self,
+        user: &str,
+        password: &Secret,
+        family: Family,
+    ) -> Result<Arc<Principal>, LoginError> {
+        let principal = self
+            .principal_with_sessions(user, password, family, false)
+            .await?;
+        *lock(&principal.password) = Some(password.clone());
+        Ok(principal)
+    }
+
+    /// The pooled principal for these credentials, with a session on every vCenter,
+    /// logging in where one is missing.
+    async fn principal_with_sessions(
+        &self,
+        user: &str,
+        password: &Secret,
+        family: Family,
+        keep_password: bool,
+    ) -> Result<Arc<Principal>, LoginError> {
+        let verifier = self.verifier(user, password);
+        let key = (user.to_owned(), verifier);
+        let principal = lock(&self.principals)
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(Principal::new(user, self.backends.len(), keep_password)))
+            .clone();
+        if keep_password {
+            *lock(&principal.password) = Some(password.clone());
+        }
+        principal.touch();
+
+        let mut slots = principal.backends.lock().await;
+        let missing: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_none()).collect();
+        if missing.is_empty() {
+            debug!(user = %user, "login reuses pooled vCenter sessions");
+            return Ok(principal.clone());
+        }
+        let logins = missing.iter().map(|&i| {
+            let backend = &self.backends[i];
+            async move { (i, self.backend_login(backend, user, password, family).await) }
+        });
+        let results = join_all(logins).await;
+        let mut failures = Vec::new();
+        for (i, result) in results {
+            match result {
+                Ok(id) => slots[i] = Some(id),
+                Err(f) => failures.push(f),
+            }
+        }
+        if let Some(failure) = pick_failure(failures) {
+            // Don't keep half a pool for credentials a vCenter refused: log out of the
+            // vCenters that accepted and forget the principal, unless clients use it.
+            if principal.clients.load(Ordering::SeqCst) == 0 && !keep_password {
+                let opened: Vec<(usize, Secret)> = slots
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(i, s)| s.take().map(|s| (i, s)))
+                    .collect();
+                drop(slots);
+                lock(&self.principals).remove(&key);
+                for (i, id) in opened {
+                    self.backend_logout(i, &id).await;
+                }
+            }
+            return Err(LoginError::Upstream(failure));
+        }
+        Ok(principal.clone())
+    }
+
+    fn verifier(&self, user: &str, password: &Secret) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(&self.salt);
+        ctx.update(user.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(password.expose().as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+
+    async fn backend_login(
+        &self,
+        backend: &Backend,
+        user: &str,
+        password: &Secret,
+        family: Family,
+    ) -> Result<Secret, UpstreamFailure> {
+        let name = backend.upstream.name();
+        let family = backend.login_family(family);
+        let path = match family {
+            Family::Rest => "/rest/com/vmware/cis/session",
+            Family::Api => "/api/session",
+        };
+        let credentials = base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{}", password.expose()));
+        let mut auth = HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
+            UpstreamFailure::proxy(
+                name,
+                VapiError::invalid_argument("The credentials cannot be sent in an HTTP header."),
+            )
+        })?;
+        auth.set_sensitive(true);
+        let started = Instant::now();
+        let response = backend
+            .upstream
+            .send(Method::POST, path, &[(AUTHORIZATION, auth)], None)
+            .await
+            .map_err(|e| {
+                self.metrics.upstream_error(name, "login");
+                warn!(vcenter = %name, error = %e, "vCenter login failed in transport");
+                UpstreamFailure::transport(name, &e)
+            })?;
+        self.metrics
+            .upstream_answer(name, response.status.as_u16(), started.elapsed());
+        if !response.status.is_success() {
+            info!(vcenter = %name, user = %user, status = response.status.as_u16(), "vCenter refused login");
+            return Err(UpstreamFailure::answer(name, response));
+        }
+        let id = parse_session_id(family, &response.body).ok_or_else(|| {
+            UpstreamFailure::proxy(
+                name,
+                VapiError::service_unavailable(format!(
+                    "vCenter {name} answered the login with a body that holds no session id."
+                )),
+            )
+        })?;
+        self.metrics.backend_session_opened(name);
+        info!(vcenter = %name, user = %user, "opened vCenter session");
+        Ok(Secret::new(id))
+    }
+
+    async fn backend_logout(&self, index: usize, id: &Secret) {
+        let backend = &self.backends[index];
+        let name = backend.upstream.name();
+        let path = match backend.login_family(Family::Api) {
+            Family::Rest => "/rest/com/vmware/cis/session",
+            Family::Api => "/api/session",
+        };
+        let Ok(value) = HeaderValue::from_str(id.expose()) else {
+            return;
+        };
+        let result = backend
+            .upstream
+            .send(Method::DELETE, path, &[(SESSION_HEADER, value)], None)
+            .await;
+        self.metrics.backend_session_closed(name);
+        match result {
+            Ok(r) => debug!(vcenter = %name, status = r.status.as_u16(), "closed vCenter session"),
+            Err(e) => debug!(vcenter = %name, error = %e, "closing vCenter session failed"),
+        }
+    }
+
+    /// Called after a vCenter answered 401 to `stale`: logs in again once, with the
+    /// password held for live client sessions. Returns the new session, or `None`
+    /// when there is no password to log in with (the 401 then passes through).
+    pub async fn relogin(
+        &self,
+        principal: &Principal,
+        index: usize,
+        stale: &Secret,
+        family: Family,
+    ) -> Result<Option<Secret>, UpstreamFailure> {
+        let mut slots = principal.backends.lock().await;
+        if let Some(current) = &slots[index] {
+            if current.expose() != stale.expose() {
+                // Another request already logged in again.
+                return Ok(Some(current.clone()));
+            }
+        }
+        let Some(password) = lock(&principal.password).clone() else {
+            return Ok(None);
+        };
+        if slots[index].take().is_some() {
+            self.metrics
+                .backend_session_closed(self.backends[index].upstream.name());
+        }
+        let id = self
+            .backend_login(&self.backends[index], &principal.user, &password, family)
+            .await?;
+        slots[index] = Some(id.clone());
+        Ok(Some(id))
+    }
+
+    /// `DELETE` on a session path: ends the client session. vCenter sessions stay
+    /// pooled for the user's other sessions and next login.
+    pub async fn logout(&self, id: &str) -> bool {
+        self.clients.remove(id).await.is_some()
+    }
+
+    /// Logs out vCenter sessions that no client has used for `backend_idle`, and
+    /// ends idle client sessions. Run periodically.
+    pub async fn reap(&self) {
+        self.clients.run_pending_tasks().await;
+        let idle: Vec<(PrincipalKey, Arc<Principal>)> = {
+            let mut principals = lock(&self.principals);
+            let keys: Vec<_> = principals
+                .iter()
+                .filter(|(_, p)| {
+                    p.clients.load(Ordering::SeqCst) == 0
+                        && lock(&p.last_used).elapsed() >= self.settings.backend_idle
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| principals.remove(&k).map(|p| (k, p)))
+                .collect()
+        };
+        for ((user, _), principal) in idle {
+            info!(user = %user, "closing idle vCenter sessions");
+            self.close_principal(&principal).await;
+        }
+    }
+
+    async fn close_principal(&self, principal: &Principal) {
+        let opened: Vec<(usize, Secret)> = principal
+            .backends
+            .lock()
+            .await
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, s)| s.take().map(|s| (i, s)))
+            .collect();
+        *lock(&principal.password) = None;
+        join_all(opened.iter().map(|(i, id)| self.backend_logout(*i, id))).await;
+    }
+
+    /// Logs out every vCenter session (graceful shutdown).
+    pub async fn close_all(&self) {
+        let all: Vec<Arc<Principal>> = lock(&self.principals).drain().map(|(_, p)| p).collect();
+        for p in all {
+            self.close_principal(&p).await;
+        }
+        self.clients.invalidate_all();
+    }
+
+    /// How many vCenter sessions are open, per vCenter (for tests and `check`).
+    pub async fn open_backend_sessions(&self) -> Vec<usize> {
+        let principals: Vec<Arc<Principal>> = lock(&self.principals).values().cloned().collect();
+        let mut counts = vec![0; self.backends.len()];
+        for p in principals {
+            for (i, s) in p.backends.lock().await.iter().enumerate() {
+                if s.is_some() {
+                    counts[i] += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+}
+
+fn client_session_ended(principal: &Principal, cause: RemovalCause) {
+    let left = principal
+        .clients
+        .fetch_sub(1, Ordering::SeqCst)
+        .saturating_sub(1);
+    debug!(user = %principal.user, ?cause, clients_left = left, "client session ended");
+    if left == 0 {
+        if !principal.keep_password {
+            // The password is kept only while the user has live client sessions.
+            *lock(&principal.password) = None;
+        }
+        principal.touch();
+    }
+}
+
+/// 128 random bits, hex: what vCenter's own ids look like.
+fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the operating system's random generator failed");
+    let mut out = String::with_capacity(32);
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic_credentials(header: Option<&HeaderValue>) -> Option<(String, Secret)> {
+    let value = header?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    if user.is_empty() {
+        return None;
+    }
+    Some((user.to_owned(), Secret::new(password)))
+}
+
+/// The session id in a login answer: `{"value":"<id>"}` (`/rest`) or `"<id>"` (`/api`).
+fn parse_session_id(family: Family, body: &[u8]) -> Option<String> {
+    match family {
+        Family::Api => serde_json::from_slice::<String>(body).ok(),
+        Family::Rest => {
+            #[derive(serde::Deserialize)]
+            struct Wrapped {
+                value: String,
+            }
+            serde_json::from_slice::<Wrapped>(body)
+                .ok()
+                .map(|w| w.value)
+        }
+    }
+    .filter(|id| !id.is_empty() && HeaderValue::from_str(id).is_ok())
+}
+
+/// The login answer in the client's family: `/rest` 200 `{"value":"<id>"}`,
+/// `/api` 201 `"<id>"`.
+pub fn login_response(family: Family, id: &str) -> (StatusCode, Bytes) {
+    let mut body = Vec::with_capacity(id.len() + 16);
+    match family {
+        Family::Rest => {
+            body.extend_from_slice(b"{\"value\":");
+            crate::vapi_error::write_json_str(&mut body, id);
+            body.push(b'}');
+            (StatusCode::OK, Bytes::from(body))
+        }
+        Family::Api => {
+            crate::vapi_error::write_json_str(&mut body, id);
+            (StatusCode::CREATED, Bytes::from(body))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_decode() {
+        let h = HeaderValue::from_static("Basic YWRtaW5pc3RyYXRvckB2c3BoZXJlLmxvY2FsOlZNd2FyZTEh");
+        let (u, p) = basic_credentials(Some(&h)).unwrap();
+        assert_eq!(u, "administrator@vsphere.local");
+        assert_eq!(p.expose(), "VMware1!");
+        // Passwords may contain colons.
+        let h = HeaderValue::from_str(&format!(
+            "basic {}",
+            base64::engine::general_purpose::STANDARD.encode("u:p:q")
+        ))
+        .unwrap();
+        assert_eq!(basic_credentials(Some(&h)).unwrap().1.expose(), "p:q");
+        for bad in ["Bearer x", "Basic !!!", "Basic", "Basic Og=="] {
+            assert!(
+                basic_credentials(Some(&HeaderValue::from_static(bad))).is_none(),
+                "{bad}"
+            );
+        }
+        assert!(basic_credentials(None).is_none());
+    }
+
+    #[test]
+    fn session_ids_are_128_bit_hex_and_distinct() {
+        let a = new_session_id();
+        let b = new_session_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn login_answers_in_both_families() {
+        assert_eq!(
+            login_response(Family::Rest, "abc"),
+            (StatusCode::OK, Bytes::from_static(br#"{"value":"abc"}"#))
+        );
+        assert_eq!(
+            login_response(Family::Api, "abc"),
+            (StatusCode::CREATED, Bytes::from_static(br#""abc""#))
+        );
+        assert_eq!(
+            parse_session_id(Family::Rest, br#"{"value":"abc"}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            parse_session_id(Family::Api, br#""abc""#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(parse_session_id(Family::Api, br#""a\nb""#), None);
+        assert_eq!(parse_session_id(Family::Rest, b"<html>"), None);
+    }
+}

@@ -1,0 +1,45 @@
+//! A vCenter simulator: a faithful stand-in for sessions, List Tasks, Get Task and
+//! faults, for vcproxy's tests, its load benchmark, `vcproxy demo`, and anyone who
+//! wants to try a client without a vCenter.
+//!
+//! It serves the part of the vSphere Automation API that vcproxy fronts, in both
+//! URL families and exactly in the shapes of `shared/vsphere/API-NOTES.md`:
+//!
+//! | | `/rest` | `/api` |
+//! |---|---|---|
+//! | log in (Basic) | `POST /rest/com/vmware/cis/session` → 200 `{"value":id}` | `POST /api/session` → 201 `"id"` |
+//! | who am I | `POST /rest/com/vmware/cis/session?~action=get` | `GET /api/session` |
+//! | log out | `DELETE /rest/com/vmware/cis/session` → 200 | `DELETE /api/session` → 204 |
+//! | List Tasks | `GET /rest/cis/tasks` (query, either style, or JSON body) | `POST /api/cis/tasks?action=list` |
+//! | Get Task | `GET /rest/cis/tasks/{task}` | `GET /api/cis/tasks/{task}` |
+//!
+//! and a JSON control API, not counted and not faulted:
+//! `GET`/`PUT /_sim/faults`, `POST /_sim/expire-sessions`, `GET /_sim/tasks` (every
+//! task, `/api` map), `GET /_sim/stats`, `POST /_sim/advance` (`{"by":"60s"}`).
+//!
+//! Use it in-process with [`start`] and [`SimConfig`]; the returned [`SimHandle`]
+//! changes faults, reads [`Stats`], expires sessions, advances time and shuts
+//! down. On the command line it is `vcproxy sim` ([`SimArgs`], [`run_cli`]).
+//!
+//! Modules: `data` (generation and evolution), `model` (typed Info and its
+//! rendering per family), `query` (List Tasks semantics), `sessions`, `faults`,
+//! `stats`, `routes` (HTTP handling), `server` (in-process API), `cli`.
+
+mod cli;
+mod data;
+mod faults;
+mod model;
+mod query;
+mod rng;
+mod routes;
+mod server;
+mod sessions;
+mod stats;
+
+pub use cli::{run_cli, SimArgs};
+pub use data::service_ids;
+pub use faults::{Faults, InvalidFaults};
+pub use routes::SESSION_HEADER;
+pub use server::{start, SimConfig, SimHandle};
+pub use sessions::{UserSpec, DEFAULT_PASSWORD, DEFAULT_USER};
+pub use stats::{Endpoint, FamilyCounts, FaultCounts, Stats};

@@ -1,0 +1,642 @@
+//! Request routing and handling: the vCenter endpoints and the `/_sim/` control API.
+//!
+//! Every request under `/rest` or `/api` is counted, then faults are applied, then
+//! it is answered in its family's shape. Routing decisions, chosen to match the
+//! vAPI REST dispatcher, which routes on method and path together:
+//!
+//! * an unknown path, or a known path with a method it does not serve, is an
+//!   unknown operation: 404 `not_found` in the family's shape (not 405);
+//! * `POST /api/cis/tasks` without `action=list` is likewise 404;
+//! * the session is checked before the input, so a bad session is 401 even when
+//!   the filter is also wrong;
+//! * request bodies over the limit are 400 `invalid_argument` (read up to the limit
+//!   and no further); paths outside `/rest`, `/api` and `/_sim` get a plain-text 404.
+//!
+//! Control requests under `/_sim/` are neither counted nor faulted.
+
+use super::data::{Clock, TaskSet};
+use super::faults::{Action, FaultState, Faults, SimBody, HTTP500_BODY};
+use super::model::{iso8601, FlatValue, Writer};
+use super::query;
+use super::sessions::{self, Session, Sessions, UserSpec};
+use super::stats::{Counters, Endpoint, FaultKind, Stats};
+use crate::filter::{self, Limits};
+use crate::vapi_error::{ErrorKind, VapiError};
+use crate::Family;
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The header that carries a session id.
+pub const SESSION_HEADER: &str = "vmware-api-session-id";
+
+/// Everything a simulator holds.
+pub(crate) struct SimState {
+    pub(crate) tasks: TaskSet,
+    pub(crate) clock: Clock,
+    pub(crate) users: Vec<UserSpec>,
+    pub(crate) sessions: Sessions,
+    pub(crate) faults: FaultState,
+    pub(crate) counters: Counters,
+    pub(crate) limits: Limits,
+    /// Becomes `true` at shutdown; hanging requests wait for it.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl SimState {
+    pub(crate) fn stats(&self) -> Stats {
+        let mut s = self.counters.snapshot();
+        s.sessions_opened = self.sessions.opened();
+        s.sessions_open = self.sessions.open_now();
+        s
+    }
+
+    /// Every task at the current simulated time, as an `/api` map.
+    pub(crate) fn tasks_api_json(&self) -> Bytes {
+        let now = self.clock.now();
+        let mut w = Writer::new(Family::Api);
+        w.task_map(
+            self.tasks
+                .tasks
+                .iter()
+                .map(|t| (t.id.as_str(), t.info_at(now))),
+            false,
+        );
+        w.finish()
+    }
+}
+
+/// The service's error: the request was abandoned (a hanging request at shutdown),
+/// which makes hyper drop the connection without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("request abandoned at shutdown")]
+pub(crate) struct Hangup;
+
+/// Answers one request.
+pub(crate) async fn handle(
+    state: Arc<SimState>,
+    req: Request<Incoming>,
+) -> Result<Response<SimBody>, Hangup> {
+    let path = req.uri().path().to_owned();
+    if path == "/_sim" || path.starts_with("/_sim/") {
+        return Ok(control(&state, &path, req).await);
+    }
+    match Family::of_path(&path) {
+        Some(family) => vcenter(state, family, path, req).await,
+        None => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
+    }
+}
+
+/// What a vCenter path and method resolve to.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Login,
+    WhoAmI,
+    Logout,
+    List,
+    /// Get one task; the raw (still percent-encoded) id.
+    Get(String),
+    NotFound,
+}
+
+impl Route {
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Route::Login => Endpoint::SessionCreate,
+            Route::WhoAmI => Endpoint::SessionGet,
+            Route::Logout => Endpoint::SessionDelete,
+            Route::List => Endpoint::TasksList,
+            Route::Get(_) => Endpoint::TasksGet,
+            Route::NotFound => Endpoint::Other,
+        }
+    }
+}
+
+fn route(family: Family, method: &Method, path: &str, query: Option<&str>) -> Route {
+    let task_id = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+            .map(str::to_owned)
+    };
+    match family {
+        Family::Rest => match (method, path) {
+            (&Method::POST, "/rest/com/vmware/cis/session") => {
+                match query_param(query, "~action").as_deref() {
+                    None => Route::Login,
+                    Some("get") => Route::WhoAmI,
+                    Some(_) => Route::NotFound,
+                }
+            }
+            (&Method::DELETE, "/rest/com/vmware/cis/session") => Route::Logout,
+            (&Method::GET, "/rest/cis/tasks") => Route::List,
+            (&Method::GET, _) => task_id("/rest/cis/tasks/").map_or(Route::NotFound, Route::Get),
+            _ => Route::NotFound,
+        },
+        Family::Api => match (method, path) {
+            (&Method::POST, "/api/session") => Route::Login,
+            (&Method::GET, "/api/session") => Route::WhoAmI,
+            (&Method::DELETE, "/api/session") => Route::Logout,
+            (&Method::POST, "/api/cis/tasks") => {
+                if query_param(query, "action").as_deref() == Some("list") {
+                    Route::List
+                } else {
+                    Route::NotFound
+                }
+            }
+            (&Method::GET, _) => task_id("/api/cis/tasks/").map_or(Route::NotFound, Route::Get),
+            _ => Route::NotFound,
+        },
+    }
+}
+
+/// A vCenter API request: count, fault, answer.
+async fn vcenter(
+    state: Arc<SimState>,
+    family: Family,
+    path: String,
+    req: Request<Incoming>,
+) -> Result<Response<SimBody>, Hangup> {
+    let route = route(family, req.method(), &path, req.uri().query());
+    let endpoint = route.endpoint();
+    let _in_flight = state.counters.begin(endpoint, family);
+    let (delay, action) = state.faults.plan(endpoint);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let truncate = match action {
+        Action::Hang => {
+            state.counters.fault(FaultKind::Hang);
+            tracing::debug!(%endpoint, %family, "fault: hanging");
+            let mut shutdown = state.shutdown.clone();
+            // Returns at shutdown (or if the simulator is gone).
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            return Err(Hangup);
+        }
+        Action::Unavailable => {
+            state.counters.fault(FaultKind::Unavailable);
+            let e = VapiError::new(
+                ErrorKind::ServiceUnavailable,
+                "com.vmware.vapi.endpoint.serviceUnavailable",
+                "The service is temporarily unavailable. Try again later.",
+            );
+            return Ok(vapi_error(family, &e));
+        }
+        Action::Http500 => {
+            state.counters.fault(FaultKind::Http500);
+            let mut resp = Response::new(SimBody::full(HTTP500_BODY));
+            *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            return Ok(resp);
+        }
+        Action::Proceed { truncate } => truncate,
+    };
+    let resp = answer(&state, family, route, req).await;
+    let status = resp.status();
+    tracing::debug!(%endpoint, %family, status = status.as_u16(), truncate, "answered");
+    if truncate {
+        state.counters.fault(FaultKind::Truncate);
+        let (mut parts, body) = resp.into_parts();
+        let body = match body {
+            SimBody::Full(b) => b.unwrap_or_default(),
+            other => return Ok(Response::from_parts(parts, other)),
+        };
+        // Advertise the whole length, send half.
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        return Ok(Response::from_parts(parts, SimBody::full(body).truncate()));
+    }
+    Ok(resp)
+}
+
+async fn answer(
+    state: &SimState,
+    family: Family,
+    route: Route,
+    req: Request<Incoming>,
+) -> Response<SimBody> {
+    if route == Route::NotFound {
+        let e = VapiError::new(
+            ErrorKind::NotFound,
+            "com.vmware.vapi.rest.httpNotFound",
+            "Not found.",
+        );
+        return vapi_error(family, &e);
+    }
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, &parts.headers, state.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return vapi_error(family, &e),
+    };
+    let result = match route {
+        Route::Login => login(state, family, &parts.headers),
+        Route::WhoAmI => session(state, &parts.headers).map(|(_, s)| who_am_i(state, family, &s)),
+        Route::Logout => logout(state, family, &parts.headers),
+        Route::List => session(state, &parts.headers)
+            .and_then(|(user, _)| list(state, family, user, parts.uri.query(), &body)),
+        Route::Get(raw) => {
+            session(state, &parts.headers).and_then(|(user, _)| get(state, family, user, &raw))
+        }
+        Route::NotFound => Err(VapiError::not_found("Not found.")),
+    };
+    result.unwrap_or_else(|e| vapi_error(family, &e))
+}
+
+/// Reads a request body of at most `limit` bytes.
+async fn read_body(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    limit: usize,
+) -> Result<Bytes, VapiError> {
+    let too_big = || {
+        VapiError::invalid_argument(format!(
+            "The request body is larger than the limit of {limit} bytes."
+        ))
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
+        Err(_) => Err(VapiError::invalid_argument(
+            "The request body could not be read.",
+        )),
+    }
+}
+
+/// The session named by the request's `vmware-api-session-id`, and its user.
+fn session<'s>(
+    state: &'s SimState,
+    headers: &http::HeaderMap,
+) -> Result<(&'s UserSpec, Session), VapiError> {
+    let id = headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(VapiError::unauthenticated)?;
+    let s = state
+        .sessions
+        .touch(id.trim())
+        .ok_or_else(VapiError::unauthenticated)?;
+    let user = state
+        .users
+        .get(s.user)
+        .ok_or_else(VapiError::unauthenticated)?;
+    Ok((user, s))
+}
+
+fn login(
+    state: &SimState,
+    family: Family,
+    headers: &http::HeaderMap,
+) -> Result<Response<SimBody>, VapiError> {
+    let (name, password) = sessions::basic_credentials(headers.get(http::header::AUTHORIZATION))
+        .ok_or_else(VapiError::unauthenticated)?;
+    let user = sessions::authenticate(&state.users, &name, &password).ok_or_else(|| {
+        tracing::info!(user = %name, %family, "log-in refused");
+        VapiError::unauthenticated()
+    })?;
+    let id = state.sessions.create(user).ok_or_else(|| {
+        VapiError::service_unavailable("No randomness available to create a session.")
+    })?;
+    tracing::info!(user = %name, %family, "session created");
+    let mut w = Writer::new(family);
+    w.wrapped(|w| w.string(&id));
+    let status = match family {
+        Family::Rest => StatusCode::OK,
+        Family::Api => StatusCode::CREATED,
+    };
+    Ok(json(status, w.finish()))
+}
+
+fn who_am_i(state: &SimState, family: Family, s: &Session) -> Response<SimBody> {
+    let name = state.users.get(s.user).map_or("", |u| u.name.as_str());
+    let mut w = Writer::new(family);
+    w.wrapped(|w| {
+        w.flat_struct(&[
+            ("created_time", FlatValue::Time(s.created_ms)),
+            ("last_accessed_time", FlatValue::Time(s.last_accessed_ms)),
+            ("user", FlatValue::Str(name)),
+        ])
+    });
+    json(StatusCode::OK, w.finish())
+}
+
+fn logout(
+    state: &SimState,
+    family: Family,
+    headers: &http::HeaderMap,
+) -> Result<Response<SimBody>, VapiError> {
+    let id = headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(VapiError::unauthenticated)?;
+    if !state.sessions.delete(id.trim()) {
+        return Err(VapiError::unauthenticated());
+    }
+    tracing::info!(%family, "session deleted");
+    let mut resp = Response::new(SimBody::empty());
+    *resp.status_mut() = match family {
+        Family::Rest => StatusCode::OK,
+        Family::Api => StatusCode::NO_CONTENT,
+    };
+    Ok(resp)
+}
+
+fn list(
+    state: &SimState,
+    family: Family,
+    user: &UserSpec,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Response<SimBody>, VapiError> {
+    let q = match family {
+        Family::Rest => filter::parse_rest(query, body, &state.limits)?,
+        Family::Api => filter::parse_api(query, body, &state.limits)?,
+    };
+    let now = state.clock.now();
+    let found = query::list(&state.tasks, now, user, &q)?;
+    let mut w = Writer::new(family);
+    w.task_map(
+        found.iter().map(|t| (t.id.as_str(), t.info_at(now))),
+        q.result.exclude_result == Some(true),
+    );
+    Ok(json(StatusCode::OK, w.finish()))
+}
+
+fn get(
+    state: &SimState,
+    family: Family,
+    user: &UserSpec,
+    raw_id: &str,
+) -> Result<Response<SimBody>, VapiError> {
+    let not_found = || {
+        VapiError::new(
+            ErrorKind::NotFound,
+            "com.vmware.cis.task.not_found",
+            format!("The task {} was not found.", shorten(raw_id)),
+        )
+    };
+    let id = percent_decode(raw_id).ok_or_else(not_found)?;
+    let task = state
+        .tasks
+        .get(&id)
+        .filter(|t| user.may_see(t.service))
+        .ok_or_else(not_found)?;
+    let mut w = Writer::new(family);
+    w.wrapped(|w| w.info(&task.info_at(state.clock.now()), false));
+    Ok(json(StatusCode::OK, w.finish()))
+}
+
+/// Client text quoted in a message, kept short.
+fn shorten(s: &str) -> &str {
+    let mut end = s.len().min(120);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Decodes `%XX` escapes (and `+` as space when `plus`); `None` if malformed or not
+/// UTF-8.
+fn decode(s: &str, plus: bool) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                let h = hex(*b.get(i + 1)?)?;
+                let l = hex(*b.get(i + 2)?)?;
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            b'+' if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A path segment, percent-decoded.
+fn percent_decode(s: &str) -> Option<String> {
+    decode(s, false)
+}
+
+/// The first value of query parameter `name`, decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(k, true)? == name)
+            .then(|| decode(v, true))
+            .flatten()
+    })
+}
+
+fn json(status: StatusCode, body: Bytes) -> Response<SimBody> {
+    let mut resp = Response::new(SimBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn vapi_error(family: Family, e: &VapiError) -> Response<SimBody> {
+    json(e.status(), e.render(family))
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<SimBody> {
+    let mut resp = Response::new(SimBody::full(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn control_json(status: StatusCode, value: &impl serde::Serialize) -> Response<SimBody> {
+    match serde_json::to_vec(value) {
+        Ok(v) => json(status, Bytes::from(v)),
+        Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed\n"),
+    }
+}
+
+fn control_error(status: StatusCode, message: String) -> Response<SimBody> {
+    control_json(status, &serde_json::json!({ "error": message }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    #[serde(with = "humantime_serde")]
+    by: Duration,
+}
+
+/// The control API under `/_sim/`.
+async fn control(state: &SimState, path: &str, req: Request<Incoming>) -> Response<SimBody> {
+    let method = req.method().clone();
+    let allowed: &'static str = match path {
+        "/_sim/faults" => "GET, PUT",
+        "/_sim/expire-sessions" | "/_sim/advance" => "POST",
+        "/_sim/tasks" | "/_sim/stats" => "GET",
+        _ => return plain(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, &parts.headers, state.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return control_error(StatusCode::BAD_REQUEST, e.message),
+    };
+    match (&method, path) {
+        (&Method::GET, "/_sim/faults") => control_json(StatusCode::OK, &state.faults.get()),
+        (&Method::PUT, "/_sim/faults") => {
+            let faults: Faults = match serde_json::from_slice(&body) {
+                Ok(f) => f,
+                Err(e) => return control_error(StatusCode::BAD_REQUEST, e.to_string()),
+            };
+            match state.faults.set(faults) {
+                Ok(()) => {
+                    tracing::info!(faults = ?state.faults.get(), "faults changed");
+                    control_json(StatusCode::OK, &state.faults.get())
+                }
+                Err(e) => control_error(StatusCode::BAD_REQUEST, e.to_string()),
+            }
+        }
+        (&Method::POST, "/_sim/expire-sessions") => {
+            let n = state.sessions.expire_all();
+            tracing::info!(expired = n, "sessions expired");
+            control_json(StatusCode::OK, &serde_json::json!({ "expired": n }))
+        }
+        (&Method::POST, "/_sim/advance") => {
+            let a: Advance = match serde_json::from_slice(&body) {
+                Ok(a) => a,
+                Err(e) => return control_error(StatusCode::BAD_REQUEST, e.to_string()),
+            };
+            state.clock.advance(a.by);
+            control_json(
+                StatusCode::OK,
+                &serde_json::json!({ "now": iso8601(state.clock.now()) }),
+            )
+        }
+        (&Method::GET, "/_sim/tasks") => json(StatusCode::OK, state.tasks_api_json()),
+        (&Method::GET, "/_sim/stats") => control_json(StatusCode::OK, &state.stats()),
+        _ => {
+            let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allowed));
+            resp
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let r = |f, m: Method, p: &str, q: Option<&str>| route(f, &m, p, q);
+        use Family::{Api, Rest};
+        assert_eq!(
+            r(Rest, Method::POST, "/rest/com/vmware/cis/session", None),
+            Route::Login
+        );
+        assert_eq!(
+            r(
+                Rest,
+                Method::POST,
+                "/rest/com/vmware/cis/session",
+                Some("~action=get")
+            ),
+            Route::WhoAmI
+        );
+        assert_eq!(
+            r(
+                Rest,
+                Method::POST,
+                "/rest/com/vmware/cis/session",
+                Some("%7Eaction=get")
+            ),
+            Route::WhoAmI
+        );
+        assert_eq!(
+            r(
+                Rest,
+                Method::POST,
+                "/rest/com/vmware/cis/session",
+                Some("~action=x")
+            ),
+            Route::NotFound
+        );
+        assert_eq!(r(Rest, Method::GET, "/rest/cis/tasks", None), Route::List);
+        assert_eq!(
+            r(Rest, Method::POST, "/rest/cis/tasks", None),
+            Route::NotFound
+        );
+        assert_eq!(
+            r(Rest, Method::GET, "/rest/cis/tasks/a%3Ab", None),
+            Route::Get("a%3Ab".into())
+        );
+        assert_eq!(
+            r(Rest, Method::GET, "/rest/cis/tasks/", None),
+            Route::NotFound
+        );
+        assert_eq!(
+            r(Rest, Method::GET, "/rest/cis/tasks/a/b", None),
+            Route::NotFound
+        );
+        assert_eq!(r(Api, Method::POST, "/api/session", None), Route::Login);
+        assert_eq!(r(Api, Method::GET, "/api/session", None), Route::WhoAmI);
+        assert_eq!(r(Api, Method::DELETE, "/api/session", None), Route::Logout);
+        assert_eq!(
+            r(Api, Method::POST, "/api/cis/tasks", Some("action=list")),
+            Route::List
+        );
+        assert_eq!(
+            r(Api, Method::POST, "/api/cis/tasks", None),
+            Route::NotFound
+        );
+        assert_eq!(
+            r(Api, Method::GET, "/api/cis/tasks", Some("action=list")),
+            Route::NotFound
+        );
+        assert_eq!(r(Api, Method::PUT, "/api/session", None), Route::NotFound);
+        assert_eq!(
+            r(Api, Method::GET, "/api/cis/tasks/x", None),
+            Route::Get("x".into())
+        );
+    }
+
+    #[test]
+    fn decoding() {
+        assert_eq!(percent_decode("a%3Ab").as_deref(), Some("a:b"));
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%"), None);
+        assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(query_param(Some("a=1&b=x+y"), "b").as_deref(), Some("x y"));
+        assert_eq!(query_param(Some("a"), "a").as_deref(), Some(""));
+        assert_eq!(query_param(None, "a"), None);
+        assert_eq!(shorten("é".repeat(100).as_str()).len(), 120);
+    }
+}

@@ -1,0 +1,286 @@
+//! The HTTP client for one vCenter: pooled keep-alive connections, TLS, timeouts.
+//!
+//! Each vCenter gets its own client so that its TLS trust (system roots, an
+//! operator's CA bundle, or a pinned certificate) and its timeouts apply to it alone.
+//! Verification is always on: the only ways to trust a self-signed vCenter are to
+//! give its CA (`ca_file`) or pin its certificate (`pin_sha256`).
+//!
+//! Failures that leave no vCenter answer to pass through (refused, reset, timeout,
+//! TLS, oversized body) are a [`TransportError`]; the caller turns them into
+//! `service_unavailable` naming the vCenter.
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The largest upstream body read: 1000 tasks with large results fit many times
+/// over, and a misbehaving vCenter cannot make the proxy buffer without bound.
+pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+/// How to reach and trust one vCenter.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    /// `scheme://authority`, e.g. `https://vc1.example.com` (no trailing slash).
+    pub base_url: String,
+    /// Trust these CAs instead of the system roots.
+    pub ca_certs: Vec<CertificateDer<'static>>,
+    /// Trust exactly the certificate with this SHA-256 fingerprint.
+    pub pin_sha256: Option<[u8; 32]>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_idle_connections: usize,
+}
+
+/// What a vCenter answered.
+#[derive(Debug, Clone)]
+pub struct UpstreamResponse {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("request failed: {0}")]
+    Request(String),
+    #[error("reading the answer failed: {0}")]
+    Body(String),
+    #[error("bad request target {0:?}")]
+    Uri(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamConfigError {
+    #[error("vcenter {name}: loading the system's CA certificates: {message}")]
+    NativeRoots { name: String, message: String },
+    #[error("vcenter {name}: {source}")]
+    Tls { name: String, source: rustls::Error },
+}
+
+/// A client for one vCenter. Cheap to clone; clones share the connection pool.
+#[derive(Clone)]
+pub struct Upstream {
+    name: Arc<str>,
+    base_url: Arc<str>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    pub fn new(settings: &UpstreamSettings) -> Result<Upstream, UpstreamConfigError> {
+        let tls = client_tls_config(settings)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(settings.max_idle_connections)
+            .build(connector);
+        Ok(Upstream {
+            name: settings.name.as_str().into(),
+            base_url: settings.base_url.trim_end_matches('/').into(),
+            client,
+            request_timeout: settings.request_timeout,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Sends one request and reads the whole answer, within the request timeout.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Option<Bytes>,
+    ) -> Result<UpstreamResponse, TransportError> {
+        let uri = format!("{}{}", self.base_url, path_and_query);
+        let mut builder = Request::builder().method(method).uri(&uri);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let request = builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|_| TransportError::Uri(path_and_query.to_owned()))?;
+
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    TransportError::Connect(error_chain(&e))
+                } else {
+                    TransportError::Request(error_chain(&e))
+                }
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_UPSTREAM_BODY)
+                .collect()
+                .await
+                .map_err(|e| TransportError::Body(error_chain(&*e)))?
+                .to_bytes();
+            Ok(UpstreamResponse {
+                status: parts.status,
+                content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+                body,
+            })
+        };
+        tokio::time::timeout(self.request_timeout, exchange)
+            .await
+            .map_err(|_| TransportError::Timeout(self.request_timeout))?
+    }
+}
+
+/// An error and its sources, joined: hyper's top-level messages ("client error
+/// (Connect)") say little on their own.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn client_tls_config(s: &UpstreamSettings) -> Result<ClientConfig, UpstreamConfigError> {
+    let provider = crate::tls::provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|source| UpstreamConfigError::Tls {
+            name: s.name.clone(),
+            source,
+        })?;
+    // hyper-rustls sets ALPN itself (http/1.1 only: enable_http1 below).
+    let config = if let Some(pin) = s.pin_sha256 {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCert { pin, provider }))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        if s.ca_certs.is_empty() && s.base_url.starts_with("https:") {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                return Err(UpstreamConfigError::NativeRoots {
+                    name: s.name.clone(),
+                    message: format!(
+                        "none found ({:?}); set ca_file or pin_sha256 for this vCenter",
+                        found.errors
+                    ),
+                });
+            }
+            roots.add_parsable_certificates(found.certs);
+        } else {
+            roots.add_parsable_certificates(s.ca_certs.iter().cloned());
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(config)
+}
+
+/// Trusts exactly one certificate, by the SHA-256 of its DER encoding. The
+/// handshake signature is still verified, so the peer must hold the pinned key.
+#[derive(Debug)]
+struct PinnedCert {
+    pin: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, end_entity.as_ref());
+        // A fingerprint is public: a plain comparison leaks nothing.
+        if digest.as_ref() == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
