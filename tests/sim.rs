@@ -1406,6 +1406,16 @@ async fn hang_accepts_and_never_answers_until_shutdown() {
     // Other endpoints still answer.
     assert_eq!(c.get("/api/session", &s).await.status, 200);
     assert!(hung.await.unwrap().is_err(), "the client must time out");
+    // The client hung up, so the request is no longer in flight.
+    let mut drained = false;
+    for _ in 0..1000 {
+        if sim.stats().in_flight == 0 {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(drained, "in_flight must drop when the client goes away");
 
     // A second hanging request is abandoned when the simulator shuts down, and
     // shutdown does not wait for it forever.

@@ -1,0 +1,816 @@
+//! The proxy end to end: simulated vCenters and the proxy in-process on loopback,
+//! a real HTTP client, and the simulators' own counters as the witness of what
+//! reached "vCenter".
+
+mod common;
+
+use common::{rest_keys, sim_config, Env, Http, ADMIN};
+use http::Method;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vcproxy::merge::{merge, MergeOptions, UpstreamBody};
+use vcproxy::sim::{self, Faults};
+use vcproxy::Family;
+
+const SVC: &str = "com.vmware.esx.settings.clusters.software";
+
+fn three_static() -> Vec<vcproxy::sim::SimConfig> {
+    vec![sim_config(120, 1), sim_config(90, 2), sim_config(60, 3)]
+}
+
+/// Ten spellings of one question in the /rest family.
+fn ten_encodings() -> Vec<(Option<String>, Option<String>)> {
+    let q = |s: &str| (Some(s.to_owned()), None);
+    let body = |s: &str| (None, Some(s.to_owned()));
+    vec![
+        q(&format!("filter_spec.services={SVC}&filter_spec.status=RUNNING&filter_spec.status=FAILED")),
+        q(&format!("filter_spec.status=FAILED&filter_spec.status=RUNNING&filter_spec.services={SVC}")),
+        q(&format!("filter_spec.services.1={SVC}&filter_spec.status.1=RUNNING&filter_spec.status.2=FAILED")),
+        q(&format!("filter_spec.status.2=RUNNING&filter_spec.status.1=FAILED&filter_spec.services.1={SVC}")),
+        q(&format!(
+            "filter_spec.services={}&filter_spec.status=RUNNING&filter_spec.status=FAILED",
+            SVC.replace('.', "%2E")
+        )),
+        q(&format!(
+            "filter_spec.services={SVC}&filter_spec.services={SVC}&filter_spec.status=RUNNING&filter_spec.status=FAILED&filter_spec.status=RUNNING"
+        )),
+        q(&format!(
+            "filter_spec.services={SVC}&filter_spec.status=RUNNING&filter_spec.status=FAILED&result_spec.return_all=false&filter_spec.users="
+        )),
+        q(&format!(
+            "filter_spec.services={SVC}&filter_spec.status=RUNNING&filter_spec.status=FAILED&result_spec.exclude_result=FALSE"
+        )),
+        body(&format!(r#"{{"filter_spec":{{"services":["{SVC}"],"status":["RUNNING","FAILED"]}}}}"#)),
+        body(&format!(
+            r#"{{ "result_spec": {{"return_all": false}}, "filter_spec": {{"status": ["FAILED", "RUNNING", "FAILED"], "tasks": [], "services": ["{SVC}"]}} }}"#
+        )),
+    ]
+}
+
+async fn send_encoding(
+    http: &Http,
+    sid: &str,
+    enc: &(Option<String>, Option<String>),
+) -> common::Resp {
+    let path = match &enc.0 {
+        Some(q) => format!("/rest/cis/tasks?{q}"),
+        None => "/rest/cis/tasks".to_owned(),
+    };
+    http.call(
+        Method::GET,
+        &path,
+        &[("vmware-api-session-id", sid)],
+        enc.1.as_deref().map(str::as_bytes),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_ten_encodings_one_upstream_request_per_vcenter_per_ttl() {
+    let mut sims = three_static();
+    for s in &mut sims {
+        s.faults.latency = Duration::from_millis(150);
+    }
+    let env = Env::start(
+        sims,
+        "[cache]\nttl = \"3s\"\nstale_while_revalidate = \"0s\"",
+        "",
+    )
+    .await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let encodings = ten_encodings();
+
+    let round = || async {
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let http = env.http.clone();
+            let sid = sid.clone();
+            let enc = encodings[i % 10].clone();
+            tasks.push(tokio::spawn(async move {
+                send_encoding(&http, &sid, &enc).await
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    };
+
+    let first = round().await;
+    assert_eq!(
+        env.upstream_lists(),
+        vec![1, 1, 1],
+        "one fan-out for 200 equivalent requests"
+    );
+    let body = &first[0].body;
+    let mut outcomes = BTreeMap::new();
+    for r in &first {
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(&r.body, body, "every encoding gets the same bytes");
+        *outcomes.entry(r.cache().to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(outcomes.get("miss"), Some(&1), "{outcomes:?}");
+    assert_eq!(outcomes.values().sum::<i32>(), 200);
+    assert!(!rest_keys(&first[0].json()).is_empty());
+
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    let second = round().await;
+    assert_eq!(
+        env.upstream_lists(),
+        vec![2, 2, 2],
+        "exactly one more fan-out after the TTL"
+    );
+    assert!(second.iter().all(|r| r.status == 200));
+    assert_eq!(second.iter().filter(|r| r.cache() == "miss").count(), 1);
+    env.stop().await;
+}
+
+/// Logs in to a simulator directly and asks it the same question.
+async fn direct(
+    sim: &sim::SimHandle,
+    family: Family,
+    rest_query: &str,
+    api_body: &str,
+) -> bytes::Bytes {
+    let http = Http::new(sim.base_url());
+    let sid = http.session(family, ADMIN.0, ADMIN.1).await;
+    let r = http.list(family, &sid, rest_query, api_body).await;
+    assert_eq!(r.status, 200);
+    r.body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_body_is_the_union_of_every_simulator_in_both_families() {
+    let env = Env::start(three_static(), "", "").await;
+    let rest_query =
+        format!("filter_spec.services={SVC}&filter_spec.services=com.vmware.appliance.update");
+    let api_body =
+        format!(r#"{{"filter_spec":{{"services":["{SVC}","com.vmware.appliance.update"]}}}}"#);
+    for family in [Family::Rest, Family::Api] {
+        let sid = env.http.session(family, ADMIN.0, ADMIN.1).await;
+        let proxied = env.http.list(family, &sid, &rest_query, &api_body).await;
+        assert_eq!(proxied.status, 200);
+
+        let mut directs = Vec::new();
+        for s in &env.sims {
+            directs.push(direct(s, family, &rest_query, &api_body).await);
+        }
+        // As data: the union of every simulator's tasks, each Info unchanged.
+        let mut union = BTreeMap::new();
+        for d in &directs {
+            let v: Value = serde_json::from_slice(d).unwrap();
+            match family {
+                Family::Rest => {
+                    for e in v["value"].as_array().unwrap() {
+                        union.insert(e["key"].as_str().unwrap().to_owned(), e["value"].clone());
+                    }
+                }
+                Family::Api => {
+                    for (k, info) in v.as_object().unwrap() {
+                        union.insert(k.clone(), info.clone());
+                    }
+                }
+            }
+        }
+        let got: BTreeMap<String, Value> = match family {
+            Family::Rest => proxied.json()["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["key"].as_str().unwrap().to_owned(), e["value"].clone()))
+                .collect(),
+            Family::Api => proxied
+                .json()
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        assert!(
+            union.len() > 10,
+            "the filter matches tasks on the simulators"
+        );
+        assert_eq!(got, union, "{family}");
+        // As bytes: exactly the merge of what the vCenters sent.
+        let names = ["vc1", "vc2", "vc3"];
+        let inputs: Vec<UpstreamBody> = directs
+            .iter()
+            .zip(names)
+            .map(|(b, n)| UpstreamBody {
+                vcenter: n,
+                body: b,
+            })
+            .collect();
+        let expected = merge(family, &inputs, &MergeOptions::default()).unwrap();
+        assert_eq!(&proxied.body[..], &expected.body[..], "{family}");
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_never_see_each_others_cached_results() {
+    let env = Env::start(three_static(), "", "").await;
+    let admin = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let operator = env
+        .http
+        .session(Family::Api, "operator@vsphere.local", "Operator1!")
+        .await;
+    let visible: Vec<&str> = sim::service_ids().into_iter().take(2).collect();
+    let everything: Vec<&str> = sim::service_ids();
+    let body = serde_json::json!({"filter_spec": {"services": everything}}).to_string();
+
+    let a = env.http.api_list(&admin, &body).await;
+    let o = env.http.api_list(&operator, &body).await;
+    assert_eq!((a.status.as_u16(), o.status.as_u16()), (200, 200));
+    assert_eq!(
+        o.cache(),
+        "miss",
+        "the operator's question is not answered from the admin's entry"
+    );
+    let a_tasks = a.json();
+    let o_tasks = o.json();
+    assert!(o_tasks.as_object().unwrap().len() < a_tasks.as_object().unwrap().len());
+    for (_, info) in o_tasks.as_object().unwrap() {
+        assert!(
+            visible.contains(&info["service"].as_str().unwrap()),
+            "operator sees only its services"
+        );
+    }
+    // Each user's next request hits its own entry.
+    let a2 = env.http.api_list(&admin, &body).await;
+    let o2 = env.http.api_list(&operator, &body).await;
+    assert_eq!((a2.cache(), o2.cache()), ("hit", "hit"));
+    assert_eq!(a2.body, a.body);
+    assert_eq!(o2.body, o.body);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_logins_by_one_user_open_one_backend_session_per_vcenter() {
+    let env = Env::start(three_static(), "", "").await;
+    let mut logins = Vec::new();
+    for i in 0..50 {
+        let http = env.http.clone();
+        let family = if i % 2 == 0 {
+            Family::Rest
+        } else {
+            Family::Api
+        };
+        logins.push(tokio::spawn(async move {
+            http.session(family, ADMIN.0, ADMIN.1).await
+        }));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for l in logins {
+        ids.insert(l.await.unwrap());
+    }
+    assert_eq!(ids.len(), 50, "each client gets its own proxy session");
+    for s in &env.sims {
+        let st = s.stats();
+        assert_eq!(st.sessions_opened, 1, "one backend session per vCenter");
+        assert_eq!(st.sessions_open, 1);
+    }
+    // A wrong password does not ride on the pool: vCenter refuses it, and its 401
+    // passes through in the client's family.
+    let r = env.http.login(Family::Rest, ADMIN.0, "wrong").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.json()["type"],
+        "com.vmware.vapi.std.errors.unauthenticated"
+    );
+    assert!(r.header("vcproxy-upstream").is_some());
+    for s in &env.sims {
+        assert_eq!(
+            s.stats().sessions_open,
+            1,
+            "no session left open by the refused login"
+        );
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn who_am_i_log_out_and_missing_sessions() {
+    let env = Env::start(three_static(), "", "").await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let me = env
+        .http
+        .call(
+            Method::POST,
+            "/rest/com/vmware/cis/session?~action=get",
+            &[("vmware-api-session-id", &sid)],
+            None,
+        )
+        .await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["value"]["user"], ADMIN.0);
+    let me = env
+        .http
+        .call(
+            Method::GET,
+            "/api/session",
+            &[("vmware-api-session-id", &sid)],
+            None,
+        )
+        .await;
+    assert_eq!(me.json()["user"], ADMIN.0);
+
+    let out = env
+        .http
+        .call(
+            Method::DELETE,
+            "/api/session",
+            &[("vmware-api-session-id", &sid)],
+            None,
+        )
+        .await;
+    assert_eq!(out.status, 204);
+    let r = env
+        .http
+        .rest_list(&sid, &format!("filter_spec.services={SVC}"))
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.body,
+        vcproxy::VapiError::unauthenticated().render(Family::Rest)
+    );
+    let r = env.http.api_list("not-a-session", "{}").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error_type"], "UNAUTHENTICATED");
+    let r = env.http.login(Family::Api, "", "").await;
+    assert_eq!(r.status, 401);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_filters_are_400_naming_the_parameter_and_nothing_goes_upstream() {
+    let env = Env::start(three_static(), "", "").await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let before = env.upstream_total();
+    let r = env
+        .http
+        .rest_list(&sid, "filter_spec.services.1=a&filter_spec.services.3=b")
+        .await;
+    assert_eq!(r.status, 400);
+    let v = r.json();
+    assert_eq!(v["type"], "com.vmware.vapi.std.errors.invalid_argument");
+    assert!(v["value"]["messages"][0]["default_message"]
+        .as_str()
+        .unwrap()
+        .contains("filter_spec.services"));
+    let r = env
+        .http
+        .api_list(&sid, r#"{"filter_spec":{"status":"RUNNING"}}"#)
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["messages"][0]["default_message"]
+        .as_str()
+        .unwrap()
+        .contains("filter_spec.status"));
+    let big = "x".repeat(70 * 1024);
+    let r = env.http.api_list(&sid, &big).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(env.upstream_total(), before);
+    env.stop().await;
+}
+
+/// The same request sent to one simulator directly.
+async fn direct_raw(
+    sim: &sim::SimHandle,
+    family: Family,
+    rest_query: &str,
+    api_body: &str,
+) -> common::Resp {
+    let http = Http::new(sim.base_url());
+    let sid = http.session(family, ADMIN.0, ADMIN.1).await;
+    http.list(family, &sid, rest_query, api_body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vcenter_errors_pass_through_byte_for_byte_with_precedence() {
+    // vc2 holds over 1000 tasks of every service: its List Tasks is 404
+    // resource_inaccessible for a broad filter.
+    let env = Env::start(
+        vec![sim_config(50, 1), sim_config(1500, 2), sim_config(50, 3)],
+        "[cache]\nerror_ttl = \"0s\"",
+        "",
+    )
+    .await;
+    let broad_q: String = sim::service_ids()
+        .iter()
+        .map(|s| format!("filter_spec.services={s}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let broad_body =
+        serde_json::json!({"filter_spec": {"services": sim::service_ids()}}).to_string();
+    for family in [Family::Rest, Family::Api] {
+        let sid = env.http.session(family, ADMIN.0, ADMIN.1).await;
+
+        // 404 from vc2 alone.
+        let r = env.http.list(family, &sid, &broad_q, &broad_body).await;
+        let d = direct_raw(&env.sims[1], family, &broad_q, &broad_body).await;
+        assert_eq!(d.status, 404);
+        assert_eq!((r.status, &r.body), (d.status, &d.body), "{family}");
+        assert_eq!(r.header("vcproxy-upstream"), Some("vc2"));
+
+        // vc1 answers 500 with HTML: 404 still wins (4xx before 5xx).
+        env.sims[0]
+            .set_faults(Faults {
+                http500_rate: 1.0,
+                endpoints: vec![sim::Endpoint::TasksList],
+                ..Faults::default()
+            })
+            .unwrap();
+        let r = env.http.list(family, &sid, &broad_q, &broad_body).await;
+        assert_eq!(
+            (r.status.as_u16(), r.header("vcproxy-upstream")),
+            (404, Some("vc2"))
+        );
+
+        // A filter with neither tasks nor services: every healthy vCenter says 400,
+        // which beats vc1's 500; ties go to configuration order (vc2 before vc3).
+        let r = env
+            .http
+            .list(
+                family,
+                &sid,
+                "filter_spec.status=RUNNING",
+                r#"{"filter_spec":{"status":["RUNNING"]}}"#,
+            )
+            .await;
+        let d = direct_raw(
+            &env.sims[1],
+            family,
+            "filter_spec.status=RUNNING",
+            r#"{"filter_spec":{"status":["RUNNING"]}}"#,
+        )
+        .await;
+        assert_eq!(d.status, 400);
+        assert_eq!((r.status, &r.body), (d.status, &d.body));
+        assert_eq!(r.header("vcproxy-upstream"), Some("vc2"));
+
+        // Only 5xx: vc1's 500 HTML and vc3's 503; the first in config order passes
+        // through, HTML body and all.
+        env.sims[2]
+            .set_faults(Faults {
+                error_rate: 1.0,
+                endpoints: vec![sim::Endpoint::TasksList],
+                ..Faults::default()
+            })
+            .unwrap();
+        let narrow_q = format!("filter_spec.services={SVC}");
+        let narrow_b = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
+        let r = env.http.list(family, &sid, &narrow_q, &narrow_b).await;
+        let d = direct_raw(&env.sims[0], family, &narrow_q, &narrow_b).await;
+        assert_eq!(d.status, 500);
+        assert_eq!((r.status, &r.body), (d.status, &d.body));
+        assert_eq!(r.header("content-type"), d.header("content-type"));
+        assert_eq!(r.header("vcproxy-upstream"), Some("vc1"));
+
+        // With vc1 healthy, vc3's 503 vAPI body passes through byte for byte.
+        env.sims[0].set_faults(Faults::default()).unwrap();
+        let r = env.http.list(family, &sid, &narrow_q, &narrow_b).await;
+        let d = direct_raw(&env.sims[2], family, &narrow_q, &narrow_b).await;
+        assert_eq!(d.status, 503);
+        assert_eq!((r.status, &r.body), (d.status, &d.body));
+        assert_eq!(r.header("vcproxy-upstream"), Some("vc3"));
+        env.sims[2].set_faults(Faults::default()).unwrap();
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_vcenter_is_503_within_its_timeout_naming_it() {
+    let env = Env::start(three_static(), "", "request_timeout = \"1s\"").await;
+    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    env.sims[1]
+        .set_faults(Faults {
+            hang_rate: 1.0,
+            endpoints: vec![sim::Endpoint::TasksList],
+            ..Faults::default()
+        })
+        .unwrap();
+    let r = env
+        .http
+        .api_list(
+            &sid,
+            &format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("vcproxy-upstream"), Some("vc2"));
+    let v = r.json();
+    assert_eq!(v["error_type"], "SERVICE_UNAVAILABLE");
+    let msg = v["messages"][0]["default_message"].as_str().unwrap();
+    assert!(msg.contains("vc2") && msg.contains("1s"), "{msg}");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_does_not_cancel_the_fan_out_for_others() {
+    let mut sims = three_static();
+    for s in &mut sims {
+        s.faults.latency = Duration::from_millis(800);
+        s.faults.endpoints = vec![sim::Endpoint::TasksList];
+    }
+    let env = Env::start(sims, "", "").await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let q = format!("filter_spec.services={SVC}");
+    // Client A gives up long before the vCenters answer.
+    let a = tokio::time::timeout(Duration::from_millis(150), env.http.rest_list(&sid, &q)).await;
+    assert!(a.is_err(), "client A disconnected");
+    // Client B asks the same question while A's fan-out is still running.
+    let b = env.http.rest_list(&sid, &q).await;
+    assert_eq!(b.status, 200);
+    assert_eq!(b.cache(), "coalesced", "B joined the fan-out A started");
+    assert_eq!(env.upstream_lists(), vec![1, 1, 1]);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_answers_within_its_window_and_not_after() {
+    let env = Env::start(
+        three_static(),
+        "[cache]\nttl = \"1s\"\nstale_while_revalidate = \"2s\"\nstale_if_error = \"0s\"",
+        "",
+    )
+    .await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let q = format!("filter_spec.services={SVC}");
+    assert_eq!(env.http.rest_list(&sid, &q).await.cache(), "miss");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = env.http.rest_list(&sid, &q).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.cache(),
+        "stale",
+        "past the TTL, within the window: stale at once"
+    );
+    // The background refresh lands; then the entry is fresh again. Requests meanwhile
+    // are stale answers that join the one refresh, never new fetches.
+    let mut outcome = String::new();
+    for _ in 0..200 {
+        outcome = env.http.rest_list(&sid, &q).await.cache().to_owned();
+        if outcome == "hit" {
+            break;
+        }
+        assert_eq!(outcome, "stale");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(outcome, "hit");
+    assert_eq!(
+        env.upstream_lists(),
+        vec![2, 2, 2],
+        "one background refresh per vCenter"
+    );
+    // Past TTL + window: a plain miss, not stale.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(env.http.rest_list(&sid, &q).await.cache(), "miss");
+    assert_eq!(env.upstream_lists(), vec![3, 3, 3]);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_error_answers_within_its_window_and_not_after() {
+    let env = Env::start(
+        three_static(),
+        "[cache]\nttl = \"1s\"\nstale_while_revalidate = \"0s\"\nstale_if_error = \"2s\"\nerror_ttl = \"0s\"",
+        "",
+    )
+    .await;
+    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let body = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
+    let good = env.http.api_list(&sid, &body).await;
+    assert_eq!((good.status.as_u16(), good.cache()), (200, "miss"));
+    env.sims[1]
+        .set_faults(Faults {
+            error_rate: 1.0,
+            endpoints: vec![sim::Endpoint::TasksList],
+            ..Faults::default()
+        })
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = env.http.api_list(&sid, &body).await;
+    assert_eq!(
+        (r.status.as_u16(), r.cache()),
+        (200, "stale"),
+        "vc2 fails: the last good answer"
+    );
+    assert_eq!(r.body, good.body);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let r = env.http.api_list(&sid, &body).await;
+    assert_eq!(r.status, 503, "past the window the failure passes through");
+    assert_eq!(r.header("vcproxy-upstream"), Some("vc2"));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_are_404_and_nothing_is_sent_upstream() {
+    let env = Env::start(three_static(), "", "").await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let before = env.upstream_total();
+    let cases: &[(Method, &str, &str)] = &[
+        (
+            Method::GET,
+            "/rest/vcenter/vm",
+            "com.vmware.vapi.std.errors.not_found",
+        ),
+        (
+            Method::DELETE,
+            "/rest/cis/tasks",
+            "com.vmware.vapi.std.errors.not_found",
+        ),
+        (
+            Method::GET,
+            "/rest/cis/tasks/../../vcenter/vm",
+            "com.vmware.vapi.std.errors.not_found",
+        ),
+        (Method::GET, "/api/vcenter/vm", "NOT_FOUND"),
+        (Method::POST, "/api/cis/tasks?action=cancel", "NOT_FOUND"),
+        (Method::GET, "/api/cis/tasks", "NOT_FOUND"),
+    ];
+    for (method, path, error) in cases {
+        let r = env
+            .http
+            .call(
+                method.clone(),
+                path,
+                &[("vmware-api-session-id", &sid)],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 404, "{method} {path}");
+        let v = r.json();
+        let got = v.get("type").or_else(|| v.get("error_type")).unwrap();
+        assert_eq!(got, error, "{method} {path}");
+    }
+    for path in ["/", "/metrics", "/sdk", "/ui/"] {
+        let r = env.http.call(Method::GET, path, &[], None).await;
+        assert_eq!(r.status, 404, "{path}");
+    }
+    assert_eq!(env.upstream_total(), before, "nothing forwarded");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cache_forces_a_fresh_fan_out() {
+    let env = Env::start(three_static(), "", "").await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let q = format!("/rest/cis/tasks?filter_spec.services={SVC}");
+    let h = [("vmware-api-session-id", sid.as_str())];
+    assert_eq!(
+        env.http.call(Method::GET, &q, &h, None).await.cache(),
+        "miss"
+    );
+    assert_eq!(
+        env.http.call(Method::GET, &q, &h, None).await.cache(),
+        "hit"
+    );
+    let h2 = [
+        ("vmware-api-session-id", sid.as_str()),
+        ("cache-control", "no-cache"),
+    ];
+    assert_eq!(
+        env.http.call(Method::GET, &q, &h2, None).await.cache(),
+        "miss"
+    );
+    assert_eq!(env.upstream_lists(), vec![2, 2, 2]);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_backend_sessions_are_renewed_once_transparently() {
+    let env = Env::start(
+        three_static(),
+        "[cache]\nttl = \"1ms\"\nstale_while_revalidate = \"0s\"",
+        "",
+    )
+    .await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let q = format!("filter_spec.services={SVC}");
+    assert_eq!(env.http.rest_list(&sid, &q).await.status, 200);
+    for s in &env.sims {
+        assert_eq!(s.expire_sessions(), 1);
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let r = env.http.rest_list(&sid, &q).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    for s in &env.sims {
+        assert_eq!(s.stats().sessions_opened, 2, "one re-login per vCenter");
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_mode_merges_what_answered_and_names_the_rest() {
+    let env = Env::start(three_static(), "[merge]\npartial = true", "").await;
+    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    env.sims[2]
+        .set_faults(Faults {
+            error_rate: 1.0,
+            endpoints: vec![sim::Endpoint::TasksList],
+            ..Faults::default()
+        })
+        .unwrap();
+    let body = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
+    let r = env.http.api_list(&sid, &body).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("vcproxy-partial"), Some("vc3"));
+    let expected: usize = [0, 1]
+        .iter()
+        .map(|&i| {
+            let v: Value = serde_json::from_slice(&env.sims[i].tasks_api_json()).unwrap();
+            v.as_object()
+                .unwrap()
+                .values()
+                .filter(|t| t["service"] == SVC)
+                .count()
+        })
+        .sum();
+    assert_eq!(r.json().as_object().unwrap().len(), expected);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_metrics_health_and_purge() {
+    let env = Env::start(three_static(), "", "").await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let q = format!("filter_spec.services={SVC}");
+    env.http.rest_list(&sid, &q).await;
+    env.http.rest_list(&sid, &q).await;
+    assert_eq!(
+        env.admin
+            .call(Method::GET, "/healthz", &[], None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        env.admin
+            .call(Method::GET, "/readyz", &[], None)
+            .await
+            .status,
+        200
+    );
+    let m = env.admin.call(Method::GET, "/metrics", &[], None).await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains(r#"vcproxy_cache_requests_total{outcome="hit"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"vcproxy_cache_requests_total{outcome="miss"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"vcproxy_backend_sessions_open{vcenter="vc2"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"vcproxy_requests_total{route="list_tasks",status="200"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"vcproxy_upstream_latency_seconds_count{vcenter="vc3"}"#),
+        "{text}"
+    );
+    assert!(!text.contains(&sid), "no session id in metrics");
+    assert_eq!(
+        env.admin
+            .call(Method::POST, "/cache/purge", &[], None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(env.http.rest_list(&sid, &q).await.cache(), "miss");
+    // The admin API is not on the client listener.
+    assert_eq!(
+        env.http
+            .call(Method::POST, "/cache/purge", &[], None)
+            .await
+            .status,
+        404
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_logs_out_of_every_vcenter() {
+    let env = Env::start(three_static(), "", "").await;
+    env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    env.http
+        .session(Family::Api, "operator@vsphere.local", "Operator1!")
+        .await;
+    for s in &env.sims {
+        assert_eq!(s.stats().sessions_open, 2);
+    }
+    let mut env = env;
+    env.stop_proxy().await;
+    for s in &env.sims {
+        assert_eq!(s.stats().sessions_open, 0, "sessions closed at shutdown");
+    }
+    env.stop().await;
+}
