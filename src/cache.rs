@@ -362,3 +362,86 @@ impl Drop for FlightGuard<'_> {
             .remove(self.key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: usize) -> CacheKey {
+        CacheKey {
+            principal: "u".into(),
+            family: Family::Api,
+            filter: format!("filter-{i}").into_bytes().into_boxed_slice(),
+        }
+    }
+
+    fn answer(bytes: usize) -> Fetched {
+        Fetched::Answer(Entry {
+            status: StatusCode::OK,
+            content_type: HeaderValue::from_static("application/json"),
+            body: Bytes::from(vec![b'x'; bytes]),
+            upstream: None,
+            partial: None,
+            created: Instant::now(),
+        })
+    }
+
+    #[tokio::test]
+    async fn entries_are_weighed_in_bytes_under_the_cap() {
+        let cache = ResponseCache::new(CacheSettings {
+            max_bytes: 100_000,
+            ..CacheSettings::default()
+        });
+        for i in 0..500 {
+            let (e, outcome) = cache
+                .get_or_fetch(key(i), false, || async { answer(1000) })
+                .await
+                .unwrap();
+            assert_eq!((e.body.len(), outcome), (1000, Outcome::Miss));
+        }
+        // Let the fetch tasks' inserts and moka's evictions settle.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (entries, bytes) = cache.usage().await;
+        assert!(
+            bytes <= 100_000,
+            "{bytes} bytes held over a 100000-byte cap"
+        );
+        assert!(
+            entries > 10 && entries < 100,
+            "{entries} entries of ~1.2 KB under 100 KB"
+        );
+    }
+
+    #[tokio::test]
+    async fn four_hundred_and_one_and_four_hundred_and_three_are_never_cached() {
+        let cache = ResponseCache::new(CacheSettings::default());
+        let private = || async {
+            Fetched::Private(Entry {
+                status: StatusCode::UNAUTHORIZED,
+                content_type: HeaderValue::from_static("application/json"),
+                body: Bytes::from_static(b"{}"),
+                upstream: None,
+                partial: None,
+                created: Instant::now(),
+            })
+        };
+        let (_, o1) = cache.get_or_fetch(key(1), false, private).await.unwrap();
+        let (_, o2) = cache.get_or_fetch(key(1), false, private).await.unwrap();
+        assert_eq!((o1, o2), (Outcome::Miss, Outcome::Miss));
+        // Other errors are answers, cached for error_ttl.
+        let bad = || async {
+            Fetched::Answer(Entry {
+                status: StatusCode::BAD_REQUEST,
+                content_type: HeaderValue::from_static("application/json"),
+                body: Bytes::from_static(b"{}"),
+                upstream: None,
+                partial: None,
+                created: Instant::now(),
+            })
+        };
+        let (_, o1) = cache.get_or_fetch(key(2), false, bad).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (_, o2) = cache.get_or_fetch(key(2), false, bad).await.unwrap();
+        assert_eq!((o1, o2), (Outcome::Miss, Outcome::Hit));
+    }
+}

@@ -9,10 +9,10 @@
 //! * [`vapi_error`]: the vAPI standard errors vcproxy produces itself, in both families.
 //! * [`sim`]: a vCenter simulator for tests, benchmarks and the demo.
 
+pub mod cache;
 pub mod check;
 pub mod config;
 pub mod demo;
-pub mod cache;
 pub mod fanout;
 pub mod filter;
 pub mod listener;

@@ -36,6 +36,29 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// does not spin while the condition lasts.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Limits on what clients may hold or send.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Connections open at once; further clients wait in the kernel's accept queue
+    /// until one closes, instead of exhausting the process's file descriptors.
+    pub max_connections: usize,
+    /// The most a client may send as a request head (HTTP/1 read buffer, HTTP/2
+    /// header list). hyper answers 431 or resets past it.
+    pub max_header_bytes: usize,
+    /// How long a client gets to send a complete request head (HTTP/1).
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_connections: 4096,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
 /// Serves `listener` until `shutdown` resolves, then drains gracefully.
 ///
 /// `make_service` is called once per accepted connection with the peer address
@@ -45,6 +68,32 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 pub async fn serve<M, S, B>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    make_service: M,
+    shutdown: impl Future<Output = ()>,
+) where
+    M: FnMut(SocketAddr) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    serve_with(
+        listener,
+        tls,
+        ServeOptions::default(),
+        make_service,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with<M, S, B>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    options: ServeOptions,
     mut make_service: M,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -61,14 +110,28 @@ pub async fn serve<M, S, B>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(options.header_read_timeout)
+        .max_buf_size(options.max_header_bytes.max(8192))
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
 
     let graceful = GracefulShutdown::new();
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Wait for a free connection slot before accepting.
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -91,6 +154,7 @@ pub async fn serve<M, S, B>(
         let builder = builder.clone();
         let acceptor = acceptor.clone();
         conns.spawn(async move {
+            let _permit = permit;
             match acceptor {
                 None => serve_connection(&builder, TokioIo::new(stream), service, watcher).await,
                 Some(acceptor) => {

@@ -97,22 +97,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(config.admin.addr)
         .await
         .with_context(|| format!("admin.addr: cannot listen on {}", config.admin.addr))?;
-    let tls = match &config.listen.tls {
-        Some(t) => Some(vcproxy::tls::server_config_from_files(
-            &t.cert_file,
-            &t.key_file,
-        )?),
-        None => None,
-    };
     tracing::info!(
         listen = %config.listen.addr,
         admin = %config.admin.addr,
         vcenters = config.vcenters.len(),
         auth = config.auth.mode.name(),
-        tls = tls.is_some(),
+        tls = proxy.tls.is_some(),
         "vcproxy serving"
     );
-    vcproxy::server::run(proxy, listener, admin, tls, shutdown_signal()).await;
+    vcproxy::server::run(proxy, listener, admin, shutdown_signal()).await;
     Ok(())
 }
 

@@ -47,13 +47,26 @@ pub struct Proxy {
     pub fanout: Arc<Fanout>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// TLS for the client listener, when `[listen] tls_cert`/`tls_key` are set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Connection and header limits for the client listener.
+    pub serve_options: crate::listener::ServeOptions,
     ready: AtomicBool,
     next_request_id: AtomicU64,
 }
 
+/// Why the proxy could not be built from a (validated) configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamConfigError),
+    #[error("listen.tls_cert / listen.tls_key: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
 impl Proxy {
     /// Builds the proxy's state from a validated configuration.
-    pub fn new(config: &Config) -> Result<Arc<Proxy>, UpstreamConfigError> {
+    pub fn new(config: &Config) -> Result<Arc<Proxy>, ProxyError> {
         let metrics = Arc::new(Metrics::new());
         let mut backends = Vec::with_capacity(config.vcenters.len());
         for vc in &config.vcenters {
@@ -115,6 +128,18 @@ impl Proxy {
                 max_query_bytes: config.listen.max_query_bytes.as_usize(),
                 max_body_bytes: config.listen.max_body_bytes.as_usize(),
             },
+            tls: match &config.listen.tls {
+                Some(t) => Some(crate::tls::server_config(
+                    t.cert_chain.clone(),
+                    t.key.clone_key(),
+                )?),
+                None => None,
+            },
+            serve_options: crate::listener::ServeOptions {
+                max_connections: config.listen.max_connections,
+                max_header_bytes: config.listen.max_header_bytes.as_usize(),
+                header_read_timeout: config.listen.header_read_timeout,
+            },
             ready: AtomicBool::new(false),
             next_request_id: AtomicU64::new(1),
         }))
@@ -128,7 +153,6 @@ pub async fn run(
     proxy: Arc<Proxy>,
     listener: TcpListener,
     admin: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -174,9 +198,10 @@ pub async fn run(
     proxy.ready.store(true, Ordering::SeqCst);
     let front = {
         let proxy = proxy.clone();
-        crate::listener::serve(
+        crate::listener::serve_with(
             listener,
-            tls,
+            proxy.tls.clone(),
+            proxy.serve_options,
             move |peer: SocketAddr| {
                 let proxy = proxy.clone();
                 hyper::service::service_fn(move |req| {

@@ -139,7 +139,8 @@ pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsErr
     Ok(certs)
 }
 
-fn server_config(
+/// A server config from a parsed certificate chain (leaf first) and key.
+pub fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, TlsError> {

@@ -814,3 +814,418 @@ async fn graceful_shutdown_logs_out_of_every_vcenter() {
     }
     env.stop().await;
 }
+
+fn tls_sims() -> Vec<vcproxy::sim::SimConfig> {
+    three_static()
+        .into_iter()
+        .map(|mut c| {
+            c.tls = true;
+            c
+        })
+        .collect()
+}
+
+async fn start_sims(configs: Vec<vcproxy::sim::SimConfig>) -> Vec<sim::SimHandle> {
+    let mut out = Vec::new();
+    for c in configs {
+        out.push(sim::start("127.0.0.1:0".parse().unwrap(), c).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_vcenters_are_verified_by_ca_file_or_pinned_fingerprint() {
+    let sims = start_sims(tls_sims()).await;
+    let dir = common::temp_dir("ca");
+    let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
+    assert!(urls.iter().all(|u| u.starts_with("https://")));
+    // vc1 and vc2 by CA file, vc3 by pin: per-vCenter settings, so write one
+    // config by hand.
+    let mut toml =
+        String::from("[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.2:0\"\n");
+    for (i, s) in sims.iter().enumerate() {
+        let trust = if i < 2 {
+            let path = dir.join(format!("vc{i}.pem"));
+            std::fs::write(&path, s.cert_pem().unwrap()).unwrap();
+            format!("ca_file = {:?}", path.display().to_string())
+        } else {
+            format!("pin_sha256 = \"{}\"", s.cert_fingerprint().unwrap())
+        };
+        toml.push_str(&format!(
+            "[[vcenter]]\nname = \"vc{}\"\nurl = \"{}\"\n{trust}\n",
+            i + 1,
+            urls[i]
+        ));
+    }
+    let config = vcproxy::config::Config::from_toml_str(&toml).unwrap();
+    let env = Env::start_with_config(sims, &config).await;
+    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let r = env
+        .http
+        .api_list(
+            &sid,
+            &format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(env.upstream_lists(), vec![1, 1, 1]);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_or_wrongly_pinned_vcenter_is_refused() {
+    // Trust comes only from configuration: a self-signed vCenter with neither a CA
+    // file nor a pin fails verification (system roots do not hold it).
+    let sims = start_sims(vec![tls_sims().remove(0), tls_sims().remove(1)]).await;
+    let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
+    let wrong_pin = sims[0].cert_fingerprint().unwrap();
+    let toml = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.2:0\"\n\
+         [[vcenter]]\nname = \"vc1\"\nurl = \"{}\"\npin_sha256 = \"{wrong_pin}\"\n\
+         [[vcenter]]\nname = \"vc2\"\nurl = \"{}\"\npin_sha256 = \"{wrong_pin}\"\n",
+        urls[0], urls[1]
+    );
+    let config = vcproxy::config::Config::from_toml_str(&toml).unwrap();
+    let env = Env::start_with_config(sims, &config).await;
+    // vc1 is pinned right; vc2 is pinned to vc1's certificate: refused.
+    let r = env.http.login(Family::Rest, ADMIN.0, ADMIN.1).await;
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("vcproxy-upstream"), Some("vc2"));
+    let msg = r.json()["value"]["messages"][0]["default_message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains("vc2"), "{msg}");
+    assert_eq!(
+        env.sims[1].stats().sessions_opened,
+        0,
+        "no credentials sent to vc2"
+    );
+    // And the login opened on vc1 was closed again.
+    assert_eq!(env.sims[0].stats().sessions_open, 0);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_front_end_serves_tls_and_http2() {
+    let cert = vcproxy::tls::self_signed(&["127.0.0.1", "localhost"]).unwrap();
+    let dir = common::temp_dir("front-tls");
+    std::fs::write(dir.join("cert.pem"), &cert.cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), &cert.key_pem).unwrap();
+    let sims = start_sims(three_static()).await;
+    let mut toml = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n[admin]\naddr = \"127.0.0.2:0\"\n",
+        dir.join("cert.pem").display().to_string(),
+        dir.join("key.pem").display().to_string()
+    );
+    for (i, s) in sims.iter().enumerate() {
+        toml.push_str(&format!(
+            "[[vcenter]]\nname = \"vc{}\"\nurl = \"{}\"\n",
+            i + 1,
+            s.base_url()
+        ));
+    }
+    let config = vcproxy::config::Config::from_toml_str(&toml).unwrap();
+    let env = Env::start_with_config(sims, &config).await;
+    let base = format!("https://127.0.0.1:{}", env.addr.port());
+    for client in [
+        Http::tls(base.clone(), common::roots(&cert.cert_pem)),
+        Http::h2(base.clone(), common::roots(&cert.cert_pem)),
+    ] {
+        let sid = client.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+        let r = client
+            .rest_list(&sid, &format!("filter_spec.services={SVC}"))
+            .await;
+        assert_eq!(r.status, 200);
+        assert!(!rest_keys(&r.json()).is_empty());
+    }
+    // Plain HTTP/2 (prior knowledge) on a clear-text listener too.
+    let plain = Env::start(three_static(), "", "").await;
+    let h2 = Http::h2(plain.http.base.clone(), rustls::RootCertStore::empty());
+    let sid = h2.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    assert_eq!(
+        h2.api_list(
+            &sid,
+            &format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#)
+        )
+        .await
+        .status,
+        200
+    );
+    plain.stop().await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_mode_logs_clients_in_locally_and_shares_one_backend_session() {
+    let dir = common::temp_dir("service-account");
+    let users = format!(
+        "[users]\nalice = \"{}\"\nbob = \"{}\"\n",
+        vcproxy::users::hash_password_with_iterations(
+            "alice-pw",
+            std::num::NonZeroU32::new(10).unwrap()
+        ),
+        vcproxy::users::hash_password_with_iterations(
+            "bob-pw",
+            std::num::NonZeroU32::new(10).unwrap()
+        ),
+    );
+    std::fs::write(dir.join("users.toml"), users).unwrap();
+    std::fs::write(dir.join("sa-password"), format!("{}\n", ADMIN.1)).unwrap();
+    let auth = format!(
+        "[auth]\nmode = \"service_account\"\nusername = \"{}\"\npassword_file = {:?}\nusers_file = {:?}\n",
+        ADMIN.0,
+        dir.join("sa-password").display().to_string(),
+        dir.join("users.toml").display().to_string()
+    );
+    let env = Env::start(three_static(), &auth, "").await;
+    let alice = env.http.session(Family::Rest, "alice", "alice-pw").await;
+    let bob = env.http.session(Family::Api, "bob", "bob-pw").await;
+    assert_eq!(
+        env.http.login(Family::Rest, "alice", "bob-pw").await.status,
+        401
+    );
+    assert_eq!(
+        env.http.login(Family::Rest, "mallory", "x").await.status,
+        401
+    );
+    for s in &env.sims {
+        assert_eq!(
+            s.stats().sessions_opened,
+            1,
+            "one service-account session per vCenter"
+        );
+    }
+    let q = format!("filter_spec.services={SVC}");
+    let a = env.http.rest_list(&alice, &q).await;
+    let b = env.http.rest_list(&bob, &q).await;
+    assert_eq!((a.status.as_u16(), b.status.as_u16()), (200, 200));
+    assert_eq!(a.body, b.body, "both see the service account's view");
+    assert_eq!(
+        b.cache(),
+        "miss",
+        "but cache entries are still per client user"
+    );
+    let me = env
+        .http
+        .call(
+            Method::GET,
+            "/api/session",
+            &[("vmware-api-session-id", &bob)],
+            None,
+        )
+        .await;
+    assert_eq!(me.json()["user"], "bob");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_backend_sessions_close_after_the_timeout() {
+    let env = Env::start(
+        three_static(),
+        "[auth]\nclient_session_idle = \"300ms\"\nbackend_idle_timeout = \"300ms\"",
+        "",
+    )
+    .await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    assert!(env.sims.iter().all(|s| s.stats().sessions_open == 1));
+    let mut closed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if env.sims.iter().all(|s| s.stats().sessions_open == 0) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "idle vCenter sessions were logged out");
+    let r = env
+        .http
+        .rest_list(&sid, &format!("filter_spec.services={SVC}"))
+        .await;
+    assert_eq!(r.status, 401, "the idle client session is gone too");
+    // A new login opens new sessions.
+    env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    assert!(env.sims.iter().all(|s| s.stats().sessions_opened == 2));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_each_vcenter() {
+    let mut sims = start_sims(three_static()).await;
+    let dead = sims.pop().unwrap();
+    let dead_url = dead.base_url();
+    dead.shutdown().await;
+    let mut toml = String::from("[listen]\naddr = \"127.0.0.1:0\"\n");
+    for (i, url) in sims
+        .iter()
+        .map(|s| s.base_url())
+        .chain([dead_url])
+        .enumerate()
+    {
+        toml.push_str(&format!(
+            "[[vcenter]]\nname = \"vc{}\"\nurl = \"{url}\"\nconnect_timeout = \"1s\"\n",
+            i + 1
+        ));
+    }
+    let config = vcproxy::config::Config::from_toml_str(&toml).unwrap();
+    let creds = Some((ADMIN.0.to_owned(), vcproxy::config::Secret::new(ADMIN.1)));
+    let reports = vcproxy::check::check(&config, creds).await;
+    let summary: Vec<(String, bool)> = reports.iter().map(|r| (r.vcenter.clone(), r.ok)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("vc1".into(), true),
+            ("vc2".into(), true),
+            ("vc3".into(), false)
+        ],
+        "{reports:?}"
+    );
+    assert!(reports[0].detail.contains("login"), "{reports:?}");
+    assert!(reports[2].detail.contains("unreachable"), "{reports:?}");
+    let bad = Some((ADMIN.0.to_owned(), vcproxy::config::Secret::new("nope")));
+    let reports = vcproxy::check::check(&config, bad).await;
+    assert!(
+        !reports[0].ok && reports[0].detail.contains("refused"),
+        "{reports:?}"
+    );
+    for s in &sims {
+        assert_eq!(s.stats().sessions_open, 0, "check logs out again");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_and_header_limits_hold() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sims = start_sims(three_static()).await;
+    let mut toml = String::from(
+        "[listen]\naddr = \"127.0.0.1:0\"\nmax_connections = 2\nmax_header_bytes = \"16KiB\"\n",
+    );
+    for (i, s) in sims.iter().enumerate() {
+        toml.push_str(&format!(
+            "[[vcenter]]\nname = \"vc{}\"\nurl = \"{}\"\n",
+            i + 1,
+            s.base_url()
+        ));
+    }
+    let config = vcproxy::config::Config::from_toml_str(&toml).unwrap();
+    let env = Env::start_with_config(sims, &config).await;
+    // Two clients hold both connection slots.
+    let hold1 = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    let hold2 = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third is not served while they hold them...
+    let third = tokio::time::timeout(
+        Duration::from_millis(500),
+        env.http.login(Family::Rest, ADMIN.0, ADMIN.1),
+    )
+    .await;
+    assert!(
+        third.is_err(),
+        "a third connection was served past max_connections = 2"
+    );
+    // ...and is once one of them leaves.
+    drop(hold1);
+    let r = env.http.login(Family::Rest, ADMIN.0, ADMIN.1).await;
+    assert_eq!(r.status, 200);
+    drop(hold2);
+
+    // A request head over max_header_bytes is refused with 431.
+    let mut s = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    let big = "a".repeat(20 * 1024);
+    s.write_all(
+        format!("GET /rest/cis/tasks HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    env.stop().await;
+}
+
+/// Collects everything the proxy (and simulators) log, at every level.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// One thread, so the test's subscriber sees every task's events.
+#[tokio::test(flavor = "current_thread")]
+async fn session_ids_and_passwords_never_reach_the_logs() {
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let env = Env::start(three_static(), "", "").await;
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let q = format!("filter_spec.services={SVC}");
+    assert_eq!(env.http.rest_list(&sid, &q).await.status, 200);
+    assert_eq!(env.http.rest_list(&sid, &q).await.cache(), "hit");
+    for s in &env.sims {
+        s.expire_sessions();
+    }
+    assert_eq!(
+        env.http
+            .call(
+                Method::GET,
+                &format!("/rest/cis/tasks?{q}"),
+                &[
+                    ("vmware-api-session-id", &sid),
+                    ("cache-control", "no-cache")
+                ],
+                None
+            )
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        env.http
+            .login(Family::Api, ADMIN.0, "Wrong-Secret-42")
+            .await
+            .status,
+        401
+    );
+    env.stop().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("opened vCenter session"),
+        "logs were captured: {text}"
+    );
+    assert!(
+        text.contains("list_tasks"),
+        "requests are logged with their route"
+    );
+    for secret in [
+        ADMIN.1,
+        "Wrong-Secret-42",
+        sid.as_str(),
+        &common::basic(ADMIN.0, ADMIN.1)[6..],
+    ] {
+        assert!(!text.contains(secret), "{secret:?} appears in the logs");
+    }
+}

@@ -46,19 +46,46 @@ impl Resp {
     }
 }
 
-/// A plain-HTTP client against one base URL.
+/// An HTTP client against one base URL (http, or https trusting given roots).
 #[derive(Clone)]
 pub struct Http {
     pub base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Http {
     pub fn new(base: impl Into<String>) -> Http {
-        Http {
-            base: base.into(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
+        Self::build(base.into(), rustls::RootCertStore::empty(), false)
+    }
+
+    /// HTTPS trusting exactly `roots`.
+    pub fn tls(base: impl Into<String>, roots: rustls::RootCertStore) -> Http {
+        Self::build(base.into(), roots, false)
+    }
+
+    /// HTTP/2 only (prior knowledge on plain HTTP, ALPN h2 over TLS).
+    pub fn h2(base: impl Into<String>, roots: rustls::RootCertStore) -> Http {
+        Self::build(base.into(), roots, true)
+    }
+
+    fn build(base: String, roots: rustls::RootCertStore, h2: bool) -> Http {
+        let tls = rustls::ClientConfig::builder_with_provider(vcproxy::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let b = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let connector = if h2 {
+            b.enable_http2().build()
+        } else {
+            b.enable_http1().build()
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(h2)
+            .build(connector);
+        Http { base, client }
     }
 
     pub async fn call(
@@ -149,6 +176,22 @@ impl Http {
     }
 }
 
+/// A root store holding the certificates in `pem`.
+pub fn roots(pem: &str) -> rustls::RootCertStore {
+    let mut store = rustls::RootCertStore::empty();
+    for c in vcproxy::tls::certs_from_pem(pem.as_bytes()).unwrap() {
+        store.add(c).unwrap();
+    }
+    store
+}
+
+/// A fresh directory under the system's temp dir for one test's files.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vcproxy-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     format!(
@@ -216,7 +259,13 @@ impl Env {
             ));
         }
         let config = Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
-        let proxy = Proxy::new(&config).expect("proxy");
+        Self::start_with_config(sims, &config).await
+    }
+
+    /// Starts the proxy for `config` (its listen addresses are ignored: the proxy
+    /// binds 127.0.0.1:0) in front of already running simulators.
+    pub async fn start_with_config(sims: Vec<SimHandle>, config: &Config) -> Env {
+        let proxy = Proxy::new(config).expect("proxy");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -226,7 +275,6 @@ impl Env {
             proxy.clone(),
             listener,
             admin,
-            None,
             async move {
                 let _ = rx.await;
             },
