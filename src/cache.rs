@@ -306,7 +306,10 @@ impl ResponseCache {
 
         let fut = fetch();
         let this = self.clone();
-        tokio::spawn(async move {
+        // The fetch logs (per-vCenter status and latency) inside the span of the
+        // request that started it.
+        let span = tracing::Span::current();
+        let task = async move {
             // Removes the flight even if the fetch panics, so the key is not wedged.
             let _guard = FlightGuard {
                 inflight: &this.inflight,
@@ -332,7 +335,8 @@ impl ResponseCache {
                 Fetched::Private(_) => {}
             }
             let _ = tx.send(Some(entry));
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span));
         (rx, true)
     }
 
