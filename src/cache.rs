@@ -236,7 +236,8 @@ impl ResponseCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Fetched> + Send + 'static,
     {
-        let key = Arc::new(key);
+        // Hits look up by reference; the key is moved into an Arc only when a fetch
+        // is started or joined.
         let now = Instant::now();
         let cached = self.entries.get(&key).await;
         if let (Some(entry), false) = (&cached, force) {
@@ -258,12 +259,12 @@ impl ResponseCache {
             if entry.is_success() && age < self.settings.ttl + self.settings.stale_while_revalidate
             {
                 // Serve now; refresh once in the background.
-                let _ = self.join_or_start(key, fetch);
+                let _ = self.join_or_start(Arc::new(key), fetch);
                 return Ok((entry.clone(), Outcome::Stale));
             }
         }
 
-        let (mut flight, leader) = self.join_or_start(key, fetch);
+        let (mut flight, leader) = self.join_or_start(Arc::new(key), fetch);
         let answer = flight
             .wait_for(Option::is_some)
             .await

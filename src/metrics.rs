@@ -51,6 +51,9 @@ pub struct Metrics {
     pub requests: Family<RouteLabels, Counter>,
     pub cache_requests: Family<OutcomeLabels, Counter>,
     pub cache_bytes_served: Family<OutcomeLabels, Counter>,
+    /// `cache_requests` and `cache_bytes_served` resolved per outcome once, so the
+    /// hit path increments two atomics instead of looking labels up.
+    outcome_counters: [(Counter, Counter); 4],
     pub cache_entries: Gauge,
     pub cache_weighted_bytes: Gauge<i64, AtomicI64>,
     pub upstream_requests: Family<UpstreamLabels, Counter>,
@@ -147,9 +150,25 @@ impl Metrics {
             "Task ids reported by more than one vCenter in one merge (first vCenter kept)",
             duplicate_tasks.clone(),
         );
+        let outcome_counters = [
+            Outcome::Hit,
+            Outcome::Miss,
+            Outcome::Coalesced,
+            Outcome::Stale,
+        ]
+        .map(|o| {
+            let labels = OutcomeLabels {
+                outcome: o.as_str(),
+            };
+            (
+                cache_requests.get_or_create(&labels).clone(),
+                cache_bytes_served.get_or_create(&labels).clone(),
+            )
+        });
         Metrics {
             registry,
             requests,
+            outcome_counters,
             cache_requests,
             cache_bytes_served,
             cache_entries,
@@ -171,13 +190,14 @@ impl Metrics {
     }
 
     pub fn cache_outcome(&self, outcome: Outcome, bytes: usize) {
-        let labels = OutcomeLabels {
-            outcome: outcome.as_str(),
-        };
-        self.cache_requests.get_or_create(&labels).inc();
-        self.cache_bytes_served
-            .get_or_create(&labels)
-            .inc_by(bytes as u64);
+        let (requests, served) = &self.outcome_counters[match outcome {
+            Outcome::Hit => 0,
+            Outcome::Miss => 1,
+            Outcome::Coalesced => 2,
+            Outcome::Stale => 3,
+        }];
+        requests.inc();
+        served.inc_by(bytes as u64);
     }
 
     pub fn upstream_answer(&self, vcenter: &str, status: u16, elapsed: Duration) {
