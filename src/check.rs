@@ -29,13 +29,9 @@ pub async fn check(config: &Config, credentials: Option<(String, Secret)>) -> Ve
         let credentials = credentials.clone();
         async move {
             let settings = UpstreamSettings {
-                name: vc.name.clone(),
-                base_url: vc.origin(),
-                ca_certs: vc.ca_certs.clone(),
-                pin_sha256: vc.pin_sha256.as_ref().map(|p| *p.as_bytes()),
-                connect_timeout: vc.connect_timeout,
-                request_timeout: vc.request_timeout,
+                // One connection is all a check needs.
                 max_idle_connections: 1,
+                ..UpstreamSettings::from_config(vc)
             };
             let family = if vc.serves(Family::Api) {
                 Family::Api
@@ -90,16 +86,12 @@ async fn one(up: &Upstream, family: Family, credentials: Option<(String, Secret)
             format!("reachable over {}, speaks the /{family} API ({reach_ms} ms); no credentials to test a login", up.base_url().split(':').next().unwrap_or("http")),
         );
     };
-    use base64::Engine as _;
-    let basic =
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()));
-    let Ok(mut auth) = HeaderValue::from_str(&format!("Basic {basic}")) else {
+    let Some(auth) = crate::basic_auth::encode(&user, password.expose()) else {
         return report(
             false,
             "the credentials cannot be sent in an HTTP header".into(),
         );
     };
-    auth.set_sensitive(true);
     let login = match up
         .send(Method::POST, session_path, &[(AUTHORIZATION, auth)], None)
         .await

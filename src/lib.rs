@@ -9,6 +9,7 @@
 //! * [`vapi_error`]: the vAPI standard errors vcproxy produces itself, in both families.
 //! * [`sim`]: a vCenter simulator for tests, benchmarks and the demo.
 
+pub mod basic_auth;
 pub mod cache;
 pub mod check;
 pub mod config;

@@ -70,15 +70,7 @@ impl Proxy {
         let metrics = Arc::new(Metrics::new());
         let mut backends = Vec::with_capacity(config.vcenters.len());
         for vc in &config.vcenters {
-            let upstream = Upstream::new(&UpstreamSettings {
-                name: vc.name.clone(),
-                base_url: vc.origin(),
-                ca_certs: vc.ca_certs.clone(),
-                pin_sha256: vc.pin_sha256.as_ref().map(|p| *p.as_bytes()),
-                connect_timeout: vc.connect_timeout,
-                request_timeout: vc.request_timeout,
-                max_idle_connections: vc.max_idle_connections,
-            })?;
+            let upstream = Upstream::new(&UpstreamSettings::from_config(vc))?;
             backends.push(Backend {
                 upstream,
                 families: vc.families.clone(),

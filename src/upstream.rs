@@ -43,6 +43,21 @@ pub struct UpstreamSettings {
     pub max_idle_connections: usize,
 }
 
+impl UpstreamSettings {
+    /// The settings of one configured vCenter.
+    pub fn from_config(vc: &crate::config::Vcenter) -> UpstreamSettings {
+        UpstreamSettings {
+            name: vc.name.clone(),
+            base_url: vc.origin(),
+            ca_certs: vc.ca_certs.clone(),
+            pin_sha256: vc.pin_sha256.as_ref().map(|p| *p.as_bytes()),
+            connect_timeout: vc.connect_timeout,
+            request_timeout: vc.request_timeout,
+            max_idle_connections: vc.max_idle_connections,
+        }
+    }
+}
+
 /// What a vCenter answered.
 #[derive(Debug, Clone)]
 pub struct UpstreamResponse {

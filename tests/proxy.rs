@@ -15,6 +15,14 @@ use vcproxy::Family;
 
 const SVC: &str = "com.vmware.esx.settings.clusters.software";
 
+/// `faults`, applied to List Tasks only (logins keep working).
+fn on_lists(faults: Faults) -> Faults {
+    Faults {
+        endpoints: vec![sim::Endpoint::TasksList],
+        ..faults
+    }
+}
+
 fn three_static() -> Vec<vcproxy::sim::SimConfig> {
     vec![sim_config(120, 1), sim_config(90, 2), sim_config(60, 3)]
 }
@@ -418,11 +426,10 @@ async fn vcenter_errors_pass_through_byte_for_byte_with_precedence() {
 
         // vc1 answers 500 with HTML: 404 still wins (4xx before 5xx).
         env.sims[0]
-            .set_faults(Faults {
+            .set_faults(on_lists(Faults {
                 http500_rate: 1.0,
-                endpoints: vec![sim::Endpoint::TasksList],
                 ..Faults::default()
-            })
+            }))
             .unwrap();
         let r = env.http.list(family, &sid, &broad_q, &broad_body).await;
         assert_eq!(
@@ -455,11 +462,10 @@ async fn vcenter_errors_pass_through_byte_for_byte_with_precedence() {
         // Only 5xx: vc1's 500 HTML and vc3's 503; the first in config order passes
         // through, HTML body and all.
         env.sims[2]
-            .set_faults(Faults {
+            .set_faults(on_lists(Faults {
                 error_rate: 1.0,
-                endpoints: vec![sim::Endpoint::TasksList],
                 ..Faults::default()
-            })
+            }))
             .unwrap();
         let narrow_q = format!("filter_spec.services={SVC}");
         let narrow_b = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
@@ -487,11 +493,10 @@ async fn a_hung_vcenter_is_503_within_its_timeout_naming_it() {
     let env = Env::start(three_static(), "", "request_timeout = \"1s\"").await;
     let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
     env.sims[1]
-        .set_faults(Faults {
+        .set_faults(on_lists(Faults {
             hang_rate: 1.0,
-            endpoints: vec![sim::Endpoint::TasksList],
             ..Faults::default()
-        })
+        }))
         .unwrap();
     let r = env
         .http
@@ -586,11 +591,10 @@ async fn stale_if_error_answers_within_its_window_and_not_after() {
     let good = env.http.api_list(&sid, &body).await;
     assert_eq!((good.status.as_u16(), good.cache()), (200, "miss"));
     env.sims[1]
-        .set_faults(Faults {
+        .set_faults(on_lists(Faults {
             error_rate: 1.0,
-            endpoints: vec![sim::Endpoint::TasksList],
             ..Faults::default()
-        })
+        }))
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let r = env.http.api_list(&sid, &body).await;
@@ -709,11 +713,10 @@ async fn partial_mode_merges_what_answered_and_names_the_rest() {
     let env = Env::start(three_static(), "[merge]\npartial = true", "").await;
     let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
     env.sims[2]
-        .set_faults(Faults {
+        .set_faults(on_lists(Faults {
             error_rate: 1.0,
-            endpoints: vec![sim::Endpoint::TasksList],
             ..Faults::default()
-        })
+        }))
         .unwrap();
     let body = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
     let r = env.http.api_list(&sid, &body).await;
@@ -841,23 +844,15 @@ async fn https_vcenters_are_verified_by_ca_file_or_pinned_fingerprint() {
     assert!(urls.iter().all(|u| u.starts_with("https://")));
     // vc1 and vc2 by CA file, vc3 by pin: per-vCenter settings, so write one
     // config by hand.
-    let mut toml =
-        String::from("[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.2:0\"\n");
-    for (i, s) in sims.iter().enumerate() {
-        let trust = if i < 2 {
+    let config = common::config(common::LISTEN, &urls, |i| {
+        if i < 2 {
             let path = dir.join(format!("vc{i}.pem"));
-            std::fs::write(&path, s.cert_pem().unwrap()).unwrap();
+            std::fs::write(&path, sims[i].cert_pem().unwrap()).unwrap();
             format!("ca_file = {:?}", path.display().to_string())
         } else {
-            format!("pin_sha256 = \"{}\"", s.cert_fingerprint().unwrap())
-        };
-        toml.push_str(&format!(
-            "[[vcenter]]\nname = \"vc{}\"\nurl = \"{}\"\n{trust}\n",
-            i + 1,
-            urls[i]
-        ));
-    }
-    let config = vcproxy::config::Config::from_toml_str(&toml).unwrap();
+            format!("pin_sha256 = \"{}\"", sims[i].cert_fingerprint().unwrap())
+        }
+    });
     let env = Env::start_with_config(sims, &config).await;
     let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
     let r = env
@@ -879,13 +874,9 @@ async fn an_untrusted_or_wrongly_pinned_vcenter_is_refused() {
     let sims = start_sims(vec![tls_sims().remove(0), tls_sims().remove(1)]).await;
     let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
     let wrong_pin = sims[0].cert_fingerprint().unwrap();
-    let toml = format!(
-        "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.2:0\"\n\
-         [[vcenter]]\nname = \"vc1\"\nurl = \"{}\"\npin_sha256 = \"{wrong_pin}\"\n\
-         [[vcenter]]\nname = \"vc2\"\nurl = \"{}\"\npin_sha256 = \"{wrong_pin}\"\n",
-        urls[0], urls[1]
-    );
-    let config = vcproxy::config::Config::from_toml_str(&toml).unwrap();
+    let config = common::config(common::LISTEN, &urls, |_| {
+        format!("pin_sha256 = \"{wrong_pin}\"")
+    });
     let env = Env::start_with_config(sims, &config).await;
     // vc1 is pinned right; vc2 is pinned to vc1's certificate: refused.
     let r = env.http.login(Family::Rest, ADMIN.0, ADMIN.1).await;
@@ -913,19 +904,13 @@ async fn the_front_end_serves_tls_and_http2() {
     std::fs::write(dir.join("cert.pem"), &cert.cert_pem).unwrap();
     std::fs::write(dir.join("key.pem"), &cert.key_pem).unwrap();
     let sims = start_sims(three_static()).await;
-    let mut toml = format!(
+    let head = format!(
         "[listen]\naddr = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n[admin]\naddr = \"127.0.0.2:0\"\n",
         dir.join("cert.pem").display().to_string(),
         dir.join("key.pem").display().to_string()
     );
-    for (i, s) in sims.iter().enumerate() {
-        toml.push_str(&format!(
-            "[[vcenter]]\nname = \"vc{}\"\nurl = \"{}\"\n",
-            i + 1,
-            s.base_url()
-        ));
-    }
-    let config = vcproxy::config::Config::from_toml_str(&toml).unwrap();
+    let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
+    let config = common::config(&head, &urls, |_| String::new());
     let env = Env::start_with_config(sims, &config).await;
     let base = format!("https://127.0.0.1:{}", env.addr.port());
     for client in [
@@ -1055,19 +1040,12 @@ async fn check_reports_each_vcenter() {
     let dead = sims.pop().unwrap();
     let dead_url = dead.base_url();
     dead.shutdown().await;
-    let mut toml = String::from("[listen]\naddr = \"127.0.0.1:0\"\n");
-    for (i, url) in sims
+    let urls: Vec<String> = sims
         .iter()
         .map(|s| s.base_url())
         .chain([dead_url])
-        .enumerate()
-    {
-        toml.push_str(&format!(
-            "[[vcenter]]\nname = \"vc{}\"\nurl = \"{url}\"\nconnect_timeout = \"1s\"\n",
-            i + 1
-        ));
-    }
-    let config = vcproxy::config::Config::from_toml_str(&toml).unwrap();
+        .collect();
+    let config = common::config(common::LISTEN, &urls, |_| "connect_timeout = \"1s\"".into());
     let creds = Some((ADMIN.0.to_owned(), vcproxy::config::Secret::new(ADMIN.1)));
     let reports = vcproxy::check::check(&config, creds).await;
     let summary: Vec<(String, bool)> = reports.iter().map(|r| (r.vcenter.clone(), r.ok)).collect();
@@ -1097,17 +1075,10 @@ async fn check_reports_each_vcenter() {
 async fn connection_and_header_limits_hold() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sims = start_sims(three_static()).await;
-    let mut toml = String::from(
-        "[listen]\naddr = \"127.0.0.1:0\"\nmax_connections = 2\nmax_header_bytes = \"16KiB\"\n",
-    );
-    for (i, s) in sims.iter().enumerate() {
-        toml.push_str(&format!(
-            "[[vcenter]]\nname = \"vc{}\"\nurl = \"{}\"\n",
-            i + 1,
-            s.base_url()
-        ));
-    }
-    let config = vcproxy::config::Config::from_toml_str(&toml).unwrap();
+    let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
+    let head =
+        "[listen]\naddr = \"127.0.0.1:0\"\nmax_connections = 2\nmax_header_bytes = \"16KiB\"\n";
+    let config = common::config(head, &urls, |_| String::new());
     let env = Env::start_with_config(sims, &config).await;
     // Two clients hold both connection slots.
     let hold1 = tokio::net::TcpStream::connect(env.addr).await.unwrap();

@@ -303,7 +303,7 @@ fn login(
     family: Family,
     headers: &http::HeaderMap,
 ) -> Result<Response<SimBody>, VapiError> {
-    let (name, password) = sessions::basic_credentials(headers.get(http::header::AUTHORIZATION))
+    let (name, password) = crate::basic_auth::decode(headers.get(http::header::AUTHORIZATION))
         .ok_or_else(VapiError::unauthenticated)?;
     let user = sessions::authenticate(&state.users, &name, &password).ok_or_else(|| {
         tracing::info!(user = %name, %family, "log-in refused");

@@ -6,7 +6,6 @@
 //! random generator, hex-encoded like vCenter's; neither they nor passwords are
 //! ever logged or printed in `Debug` output.
 
-use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
 use std::collections::HashMap;
 use std::fmt;
@@ -112,21 +111,6 @@ impl FromStr for UserSpec {
             services,
         })
     }
-}
-
-/// `Authorization: Basic ...` decoded into user name and password, if well formed.
-pub(crate) fn basic_credentials(header: Option<&http::HeaderValue>) -> Option<(String, String)> {
-    let value = header?.to_str().ok()?;
-    let (scheme, encoded) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
 }
 
 /// Compares in time independent of where the inputs differ.
@@ -259,15 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn basic_auth() {
-        let h = http::HeaderValue::from_static("Basic YWxpY2U6cHc6eA==");
-        assert_eq!(
-            basic_credentials(Some(&h)),
-            Some(("alice".into(), "pw:x".into()))
-        );
-        let bad = http::HeaderValue::from_static("Basic !!!");
-        assert_eq!(basic_credentials(Some(&bad)), None);
-        assert_eq!(basic_credentials(None), None);
+    fn authenticate_matches_name_and_password() {
         let users = [UserSpec::new("a", "b"), UserSpec::new("c", "d")];
         assert_eq!(authenticate(&users, "c", "d"), Some(1));
         assert_eq!(authenticate(&users, "c", "b"), None);

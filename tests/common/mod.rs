@@ -193,11 +193,26 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 pub fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
+    let value = vcproxy::basic_auth::encode(user, password).unwrap();
+    value.to_str().unwrap().to_owned()
+}
+
+/// The listener tables of a test configuration (the proxy binds its own
+/// 127.0.0.1:0 listeners; these addresses only have to be valid).
+pub const LISTEN: &str = "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.2:0\"\n";
+
+/// A configuration: `head` (the `[listen]` table and any other sections), then one
+/// `[[vcenter]]` per url, named vc1, vc2, ..., each with `per_vcenter(index)` added.
+pub fn config(head: &str, urls: &[String], per_vcenter: impl Fn(usize) -> String) -> Config {
+    let mut toml = head.to_owned();
+    for (i, url) in urls.iter().enumerate() {
+        toml.push_str(&format!(
+            "\n[[vcenter]]\nname = \"vc{}\"\nurl = \"{url}\"\n{}\n",
+            i + 1,
+            per_vcenter(i)
+        ));
+    }
+    Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"))
 }
 
 /// Simulators and a proxy in front of them, all on loopback.
@@ -248,17 +263,9 @@ impl Env {
         extra: &str,
         vcenter_extra: &str,
     ) -> Env {
-        let mut toml =
-            String::from("[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.2:0\"\n");
-        toml.push_str(extra);
-        toml.push('\n');
-        for (i, url) in urls.iter().enumerate() {
-            toml.push_str(&format!(
-                "[[vcenter]]\nname = \"vc{}\"\nurl = \"{url}\"\n{vcenter_extra}\n",
-                i + 1
-            ));
-        }
-        let config = Config::from_toml_str(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let config = config(&format!("{LISTEN}{extra}\n"), urls, |_| {
+            vcenter_extra.to_owned()
+        });
         Self::start_with_config(sims, &config).await
     }
 
