@@ -25,27 +25,16 @@ use moka::future::Cache;
 use moka::Expiry;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-use crate::vapi_error::Family;
-
-/// Who asked, in which family, for which canonical filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who asked which question: the principal and the canonical request key
+/// ([`crate::filter::ListRequest::key`], which holds the API family).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub principal: Arc<str>,
-    pub family: Family,
-    pub filter: Box<[u8]>,
-}
-
-impl Hash for CacheKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.principal.hash(state);
-        self.family.hash(state);
-        self.filter.hash(state);
-    }
+    pub request: Box<[u8]>,
 }
 
 /// A complete, pre-rendered answer.
@@ -72,7 +61,7 @@ impl Entry {
     }
 
     fn weight(&self, key: &CacheKey) -> u32 {
-        let bytes = self.body.len() + key.filter.len() + key.principal.len() + 160;
+        let bytes = self.body.len() + key.request.len() + key.principal.len() + 160;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
@@ -375,8 +364,7 @@ mod tests {
     fn key(i: usize) -> CacheKey {
         CacheKey {
             principal: "u".into(),
-            family: Family::Api,
-            filter: format!("filter-{i}").into_bytes().into_boxed_slice(),
+            request: format!("filter-{i}").into_bytes().into_boxed_slice(),
         }
     }
 

@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use crate::cache::{Entry, Fetched};
 use crate::config::Secret;
-use crate::filter::TaskQuery;
+use crate::filter::ListRequest;
 use crate::merge::{merge, MergeError, MergeOptions, UpstreamBody};
 use crate::metrics::Metrics;
 use crate::session::{Principal, Sessions, SESSION_HEADER};
@@ -143,12 +143,8 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    pub async fn list(
-        &self,
-        principal: Arc<Principal>,
-        family: Family,
-        query: &TaskQuery,
-    ) -> Fetched {
+    pub async fn list(&self, principal: Arc<Principal>, list: &ListRequest) -> Fetched {
+        let family = list.family;
         let backends = self.sessions.backends();
         let unserved: Vec<&str> = backends
             .iter()
@@ -163,7 +159,7 @@ impl Fanout {
             return Fetched::Answer(UpstreamFailure::proxy(unserved[0], e).into_entry(family));
         }
 
-        let request = query.upstream(family);
+        let request = list.upstream();
         let body = request.body.map(Bytes::from);
         let asks = (0..backends.len()).map(|i| {
             let principal = principal.clone();

@@ -84,6 +84,49 @@ pub struct TaskQuery {
     pub extra_members: Vec<(String, String)>,
 }
 
+/// One List Tasks request: the API family it came in, and its question.
+///
+/// The family is part of the request, not of the question: the same filter asked in
+/// `/rest` and in `/api` gets answers of different shapes, so the two are cached
+/// apart ([`ListRequest::key`]) and each is sent upstream in its own family.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListRequest {
+    pub family: Family,
+    pub query: TaskQuery,
+}
+
+impl ListRequest {
+    /// Parses `GET /rest/cis/tasks` ([`parse_rest`]) or
+    /// `POST /api/cis/tasks?action=list` ([`parse_api`]), by family.
+    pub fn parse(
+        family: Family,
+        query: Option<&str>,
+        body: &[u8],
+        limits: &Limits,
+    ) -> Result<ListRequest, VapiError> {
+        let query = match family {
+            Family::Rest => parse_rest(query, body, limits)?,
+            Family::Api => parse_api(query, body, limits)?,
+        };
+        Ok(ListRequest { family, query })
+    }
+
+    /// The canonical key: the family, then [`TaskQuery::key`].
+    pub fn key(&self) -> Vec<u8> {
+        let mut out = match self.family {
+            Family::Rest => b"rest\n".to_vec(),
+            Family::Api => b"api\n".to_vec(),
+        };
+        out.extend_from_slice(&self.query.key());
+        out
+    }
+
+    /// The request to send each vCenter, in the family the client used.
+    pub fn upstream(&self) -> UpstreamRequest {
+        self.query.upstream(self.family)
+    }
+}
+
 /// The list fields of `FilterSpec` that hold strings, in their canonical (sorted) order.
 const STRING_FIELDS: [&str; 5] = ["operations", "services", "status", "tasks", "users"];
 

@@ -25,7 +25,7 @@ use tracing::{debug, debug_span, field, info, warn, Instrument};
 use crate::cache::{CacheKey, CacheSettings, Entry, Outcome, ResponseCache};
 use crate::config::{AuthMode as ConfigAuthMode, Config, OnTooMany};
 use crate::fanout::{Fanout, JSON};
-use crate::filter::{self, Limits};
+use crate::filter::{Limits, ListRequest};
 use crate::merge::MergeOptions;
 use crate::metrics::Metrics;
 use crate::session::{
@@ -422,26 +422,20 @@ async fn list_tasks(proxy: &Proxy, family: Family, req: Request<Incoming>) -> Re
         Ok(b) => b,
         Err(e) => return error_response(family, &e),
     };
-    let query_string = parts.uri.query();
-    let parsed = match family {
-        Family::Rest => filter::parse_rest(query_string, &body, &proxy.limits),
-        Family::Api => filter::parse_api(query_string, &body, &proxy.limits),
-    };
-    let query = match parsed {
-        Ok(q) => q,
+    let request = match ListRequest::parse(family, parts.uri.query(), &body, &proxy.limits) {
+        Ok(r) => r,
         Err(e) => return error_response(family, &e),
     };
     let key = CacheKey {
         principal: session.user.clone(),
-        family,
-        filter: query.key().into_boxed_slice(),
+        request: request.key().into_boxed_slice(),
     };
     let fanout = proxy.fanout.clone();
     let principal = session.principal.clone();
     let result = proxy
         .cache
         .get_or_fetch(key, force, move || async move {
-            fanout.list(principal, family, &query).await
+            fanout.list(principal, &request).await
         })
         .await;
     match result {

@@ -127,6 +127,30 @@ fn api_body_and_rest_query_share_the_filter_key() {
 }
 
 #[test]
+fn a_request_knows_its_family_and_families_never_share_a_key() {
+    use vcproxy::filter::ListRequest;
+    let rest =
+        ListRequest::parse(Family::Rest, Some("filter_spec.services=a"), b"", &lim()).unwrap();
+    let api = ListRequest::parse(
+        Family::Api,
+        Some("action=list"),
+        br#"{"filter_spec":{"services":["a"]}}"#,
+        &lim(),
+    )
+    .unwrap();
+    assert_eq!((rest.family, api.family), (Family::Rest, Family::Api));
+    // The same question...
+    assert_eq!(rest.query, api.query);
+    // ...but answers of different shapes: never one cache entry.
+    assert_ne!(rest.key(), api.key());
+    assert_eq!(
+        rest.upstream().path_and_query,
+        "/rest/cis/tasks?filter_spec.services.1=a"
+    );
+    assert_eq!(api.upstream().path_and_query, "/api/cis/tasks?action=list");
+}
+
+#[test]
 fn empty_api_body_is_an_empty_filter() {
     let q = parse_api(Some("action=list"), b"", &lim()).unwrap();
     assert_eq!(q, TaskQuery::default());
