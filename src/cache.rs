@@ -324,6 +324,10 @@ impl ResponseCache {
                 }
                 Fetched::Private(_) => {}
             }
+            // Leave the in-flight map before answering, so that a request arriving
+            // from now on finds the cache entry (or starts its own fetch) instead of
+            // joining a flight that has already landed.
+            drop(_guard);
             let _ = tx.send(Some(entry));
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));

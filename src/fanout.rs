@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use crate::cache::{Entry, Fetched};
 use crate::config::Secret;
 use crate::filter::ListRequest;
-use crate::merge::{merge, MergeError, MergeOptions, UpstreamBody};
+use crate::merge::{merge_parsed, parse_body, MergeOptions, ParsedBody, UpstreamBody};
 use crate::metrics::Metrics;
 use crate::session::{Principal, Sessions, SESSION_HEADER};
 use crate::upstream::{TransportError, UpstreamResponse};
@@ -166,15 +166,37 @@ impl Fanout {
             let method = request.method.clone();
             let path = request.path_and_query.as_str();
             let body = body.clone();
-            async move { self.ask(&principal, i, family, method, path, body).await }
+            async move {
+                let body = self.ask(&principal, i, family, method, path, body).await?;
+                // Read each answer as it lands, while slower vCenters are still
+                // answering: after the slowest one only its own parse, the sort
+                // and the copy remain.
+                let name = backends[i].upstream.name();
+                let input = UpstreamBody {
+                    vcenter: name,
+                    body: &body,
+                };
+                match parse_body(family, input) {
+                    Ok(parsed) => Ok((i, body, parsed)),
+                    Err(e) => {
+                        warn!(vcenter = %name, error = %e, "unreadable List Tasks answer");
+                        self.metrics.upstream_error(name, "malformed");
+                        Err(UpstreamFailure::proxy(name, e.to_vapi()))
+                    }
+                }
+            }
         });
         let results = join_all(asks).await;
 
         let mut answers = Vec::with_capacity(results.len());
+        let mut parsed: Vec<ParsedBody> = Vec::with_capacity(results.len());
         let mut failures = Vec::new();
-        for (i, r) in results.into_iter().enumerate() {
+        for r in results {
             match r {
-                Ok(body) => answers.push((i, body)),
+                Ok((i, body, p)) => {
+                    answers.push((i, body));
+                    parsed.push(p);
+                }
                 Err(f) => failures.push(f),
             }
         }
@@ -198,7 +220,7 @@ impl Fanout {
                 body,
             })
             .collect();
-        match merge(family, &inputs, &self.merge) {
+        match merge_parsed(family, &inputs, &parsed, &self.merge) {
             Ok(merged) => {
                 for d in &merged.duplicates {
                     self.metrics.duplicate_tasks.inc();
@@ -218,16 +240,8 @@ impl Fanout {
                     created: Instant::now(),
                 })
             }
-            Err(e @ MergeError::Malformed { .. }) => {
-                let vcenter = match &e {
-                    MergeError::Malformed { vcenter, .. } => vcenter.clone(),
-                    MergeError::TooMany { .. } => unreachable!(),
-                };
-                warn!(vcenter = %vcenter, error = %e, "unreadable List Tasks answer");
-                self.metrics.upstream_error(&vcenter, "malformed");
-                UpstreamFailure::proxy(&vcenter, e.to_vapi()).into_fetched(family)
-            }
-            Err(e @ MergeError::TooMany { .. }) => {
+            // Bodies were read above; what is left to fail is the task limit.
+            Err(e) => {
                 let v = e.to_vapi();
                 Fetched::Answer(Entry {
                     status: v.status(),

@@ -18,6 +18,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 /// vCenter's own cap on List Tasks answers.
 pub const VCENTER_MAX_TASKS: usize = 1000;
@@ -94,11 +95,83 @@ impl MergeError {
     }
 }
 
-/// One task borrowed from an upstream body.
+/// One vCenter's answer, read: where each task's id and info sit in its body.
+///
+/// It holds offsets rather than references, so it can be made the moment that body
+/// arrives, while other vCenters are still answering, and kept beside the body: the
+/// fan-out parses each answer as it lands, and only the last one's parse, the sort
+/// and the copy remain after the slowest vCenter.
+#[derive(Debug, Clone, Default)]
+pub struct ParsedBody {
+    entries: Vec<Located>,
+}
+
+impl ParsedBody {
+    /// How many tasks the body holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Located {
+    id: IdAt,
+    info: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+enum IdAt {
+    /// The id's text in the body, between the quotes; it had no escapes.
+    Span(Range<usize>),
+    /// The id had escapes: here it is decoded.
+    Decoded(Box<str>),
+}
+
+/// One task borrowed from an upstream body, while parsing.
 struct Entry<'a> {
     id: Cow<'a, str>,
     info: &'a RawValue,
-    source: usize,
+}
+
+/// Reads one vCenter's List Tasks answer (in `family`) without deserializing tasks.
+pub fn parse_body(family: Family, input: UpstreamBody<'_>) -> Result<ParsedBody, MergeError> {
+    let malformed = |reason: String| MergeError::Malformed {
+        vcenter: input.vcenter.to_owned(),
+        reason,
+    };
+    let text =
+        std::str::from_utf8(input.body).map_err(|e| malformed(format!("not UTF-8 ({e})")))?;
+    let mut entries: Vec<Entry<'_>> = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(text);
+    BodySeed {
+        family,
+        out: &mut entries,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end())
+    .map_err(|e| malformed(e.to_string()))?;
+
+    let base = text.as_ptr() as usize;
+    let span = |s: &str| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    Ok(ParsedBody {
+        entries: entries
+            .into_iter()
+            .map(|e| Located {
+                id: match e.id {
+                    Cow::Borrowed(s) => IdAt::Span(span(s)),
+                    Cow::Owned(s) => IdAt::Decoded(s.into_boxed_str()),
+                },
+                info: span(e.info.get()),
+            })
+            .collect(),
+    })
 }
 
 /// Merges `inputs`, all in `family`, into one body in the same family.
@@ -107,36 +180,61 @@ pub fn merge(
     inputs: &[UpstreamBody<'_>],
     opts: &MergeOptions,
 ) -> Result<Merged, MergeError> {
-    let mut entries: Vec<Entry<'_>> = Vec::new();
+    let parsed = inputs
+        .iter()
+        .map(|input| parse_body(family, *input))
+        .collect::<Result<Vec<_>, _>>()?;
+    merge_parsed(family, inputs, &parsed, opts)
+}
+
+/// A task ready to sort and write: its id and info, borrowed from its body.
+struct Item<'a> {
+    id: &'a str,
+    /// The id arrived escaped, so it must be escaped again when written.
+    escape: bool,
+    info: &'a [u8],
+    source: usize,
+}
+
+/// Merges answers already read with [`parse_body`]; `parsed[i]` belongs to `inputs[i]`.
+pub fn merge_parsed(
+    family: Family,
+    inputs: &[UpstreamBody<'_>],
+    parsed: &[ParsedBody],
+    opts: &MergeOptions,
+) -> Result<Merged, MergeError> {
+    assert_eq!(inputs.len(), parsed.len(), "one parsed body per input");
+    let mut items: Vec<Item<'_>> = Vec::with_capacity(parsed.iter().map(ParsedBody::len).sum());
     let mut input_bytes = 0;
-    for (source, input) in inputs.iter().enumerate() {
+    for (source, (input, p)) in inputs.iter().zip(parsed).enumerate() {
         input_bytes += input.body.len();
-        let malformed = |reason: String| MergeError::Malformed {
-            vcenter: input.vcenter.to_owned(),
-            reason,
-        };
-        let text =
-            std::str::from_utf8(input.body).map_err(|e| malformed(format!("not UTF-8 ({e})")))?;
-        let mut de = serde_json::Deserializer::from_str(text);
-        let seed = BodySeed {
-            family,
-            source,
-            out: &mut entries,
-        };
-        seed.deserialize(&mut de)
-            .and_then(|()| de.end())
-            .map_err(|e| malformed(e.to_string()))?;
+        for e in &p.entries {
+            let (id, escape) = match &e.id {
+                // The span was cut from validated UTF-8 at character boundaries.
+                IdAt::Span(r) => (
+                    std::str::from_utf8(&input.body[r.clone()]).unwrap_or(""),
+                    false,
+                ),
+                IdAt::Decoded(s) => (&**s, true),
+            };
+            items.push(Item {
+                id,
+                escape,
+                info: &input.body[e.info.clone()],
+                source,
+            });
+        }
     }
 
     // Stable: equal ids keep input order, so the first vCenter in config order wins,
     // and within one body the first occurrence wins.
-    entries.sort_by(|a, b| a.id.cmp(&b.id));
+    items.sort_by(|a, b| a.id.cmp(b.id));
     let mut duplicates = Vec::new();
-    entries.dedup_by(|later, kept| {
+    items.dedup_by(|later, kept| {
         let same = later.id == kept.id;
         if same {
             duplicates.push(Duplicate {
-                task: later.id.clone().into_owned(),
+                task: later.id.to_owned(),
                 kept: kept.source,
                 dropped: later.source,
             });
@@ -145,22 +243,22 @@ pub fn merge(
     });
 
     if let Some(max) = opts.max_tasks {
-        if entries.len() > max {
+        if items.len() > max {
             return Err(MergeError::TooMany {
-                count: entries.len(),
+                count: items.len(),
                 max,
             });
         }
     }
 
     Ok(Merged {
-        body: render(family, &entries, input_bytes),
-        tasks: entries.len(),
+        body: render(family, &items, input_bytes),
+        tasks: items.len(),
         duplicates,
     })
 }
 
-fn render(family: Family, entries: &[Entry<'_>], input_bytes: usize) -> Vec<u8> {
+fn render(family: Family, entries: &[Item<'_>], input_bytes: usize) -> Vec<u8> {
     // The output is never larger than the inputs plus the per-entry wrapping.
     let mut out = Vec::with_capacity(input_bytes + entries.len() * 24 + 16);
     match family {
@@ -172,7 +270,7 @@ fn render(family: Family, entries: &[Entry<'_>], input_bytes: usize) -> Vec<u8> 
                 }
                 e.write_id(&mut out);
                 out.push(b':');
-                out.extend_from_slice(e.info.get().as_bytes());
+                out.extend_from_slice(e.info);
             }
             out.push(b'}');
         }
@@ -185,7 +283,7 @@ fn render(family: Family, entries: &[Entry<'_>], input_bytes: usize) -> Vec<u8> 
                 out.extend_from_slice(b"{\"key\":");
                 e.write_id(&mut out);
                 out.extend_from_slice(b",\"value\":");
-                out.extend_from_slice(e.info.get().as_bytes());
+                out.extend_from_slice(e.info);
                 out.push(b'}');
             }
             out.extend_from_slice(b"]}");
@@ -194,19 +292,18 @@ fn render(family: Family, entries: &[Entry<'_>], input_bytes: usize) -> Vec<u8> 
     out
 }
 
-impl Entry<'_> {
+impl Item<'_> {
     /// Writes the task id as a JSON string. An id borrowed from its body had no
-    /// escapes there, so it needs none here (JSON strings carry `"`, `\` and control
+    /// escapes there, so it needs none here (JSON strings carry `"`, `\\` and control
     /// characters only escaped): copy it. Only ids that arrived escaped go through
     /// the escaper.
     fn write_id(&self, out: &mut Vec<u8>) {
-        match &self.id {
-            Cow::Borrowed(s) => {
-                out.push(b'"');
-                out.extend_from_slice(s.as_bytes());
-                out.push(b'"');
-            }
-            Cow::Owned(s) => crate::vapi_error::write_json_str(out, s),
+        if self.escape {
+            crate::vapi_error::write_json_str(out, self.id);
+        } else {
+            out.push(b'"');
+            out.extend_from_slice(self.id.as_bytes());
+            out.push(b'"');
         }
     }
 }
@@ -249,7 +346,6 @@ impl<'de> de::Deserialize<'de> for Id<'de> {
 
 struct BodySeed<'o, 'de> {
     family: Family,
-    source: usize,
     out: &'o mut Vec<Entry<'de>>,
 }
 
@@ -278,11 +374,7 @@ impl<'de> Visitor<'de> for BodySeed<'_, 'de> {
                 }
                 while let Some(Id(id)) = map.next_key()? {
                     let info = info_object::<A::Error>(&id, map.next_value()?)?;
-                    self.out.push(Entry {
-                        id,
-                        info,
-                        source: self.source,
-                    });
+                    self.out.push(Entry { id, info });
                 }
             }
             Family::Rest => {
@@ -297,7 +389,6 @@ impl<'de> Visitor<'de> for BodySeed<'_, 'de> {
                         return Err(de::Error::custom("member \"value\" is given twice"));
                     }
                     map.next_value_seed(RestListSeed {
-                        source: self.source,
                         out: &mut *self.out,
                     })?;
                 }
@@ -311,7 +402,6 @@ impl<'de> Visitor<'de> for BodySeed<'_, 'de> {
 }
 
 struct RestListSeed<'o, 'de> {
-    source: usize,
     out: &'o mut Vec<Entry<'de>>,
 }
 
@@ -328,18 +418,14 @@ impl<'de> Visitor<'de> for RestListSeed<'_, 'de> {
         f.write_str("a list of {\"key\", \"value\"} entries")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(entry) = seq.next_element_seed(RestEntrySeed {
-            source: self.source,
-        })? {
+        while let Some(entry) = seq.next_element_seed(RestEntrySeed)? {
             self.out.push(entry);
         }
         Ok(())
     }
 }
 
-struct RestEntrySeed {
-    source: usize,
-}
+struct RestEntrySeed;
 
 impl<'de> DeserializeSeed<'de> for RestEntrySeed {
     type Value = Entry<'de>;
@@ -377,7 +463,6 @@ impl<'de> Visitor<'de> for RestEntrySeed {
             (Some(id), Some(info)) => Ok(Entry {
                 info: info_object::<A::Error>(&id, info)?,
                 id,
-                source: self.source,
             }),
             (None, _) => Err(de::Error::custom("an entry has no \"key\"")),
             (_, None) => Err(de::Error::custom("an entry has no \"value\"")),

@@ -1200,3 +1200,109 @@ async fn session_ids_and_passwords_never_reach_the_logs() {
         assert!(!text.contains(secret), "{secret:?} appears in the logs");
     }
 }
+
+/// A "vCenter" that logs anyone in and answers List Tasks 200 with an HTML page.
+async fn start_html_vcenter() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(vcproxy::listener::serve(
+        listener,
+        None,
+        |_| {
+            hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                let body: &'static [u8] = if req.uri().path() == "/api/session" {
+                    br#""fake-session""#
+                } else {
+                    b"<html>maintenance</html>"
+                };
+                let status = if req.uri().path() == "/api/session" {
+                    201
+                } else {
+                    200
+                };
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(status)
+                        .body(http_body_util::Full::new(bytes::Bytes::from_static(body)))
+                        .unwrap(),
+                )
+            })
+        },
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    (addr, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_without_a_vcenter_answer_are_503_naming_the_vcenter() {
+    let sims = start_sims(three_static()).await;
+    let (html, _stop_html) = start_html_vcenter().await;
+    let urls = vec![
+        sims[0].base_url(),
+        sims[1].base_url(),
+        format!("http://{html}"),
+    ];
+    let config = common::config(
+        &format!("{}[cache]\nerror_ttl = \"0s\"\n", common::LISTEN),
+        &urls,
+        |_| String::new(),
+    );
+    let env = Env::start_with_config(sims, &config).await;
+    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let body = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
+    let message = |r: &common::Resp| {
+        r.json()["messages"][0]["default_message"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // vc3 answers 200 with a body that is not a List Tasks answer.
+    let r = env.http.api_list(&sid, &body).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("vcproxy-upstream")),
+        (503, Some("vc3"))
+    );
+    assert_eq!(r.json()["error_type"], "SERVICE_UNAVAILABLE");
+    assert!(message(&r).contains("vc3"), "{}", message(&r));
+
+    // vc2 closes the connection mid-body: 503 naming vc2 (before vc3 in config order).
+    env.sims[1]
+        .set_faults(on_lists(Faults {
+            truncate_rate: 1.0,
+            ..Faults::default()
+        }))
+        .unwrap();
+    let r = env.http.api_list(&sid, &body).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("vcproxy-upstream")),
+        (503, Some("vc2"))
+    );
+    assert!(message(&r).contains("vc2"), "{}", message(&r));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_503_naming_the_vcenter() {
+    let mut sims = start_sims(three_static()).await;
+    let dead = sims.pop().unwrap();
+    let urls: Vec<String> = sims.iter().chain([&dead]).map(|s| s.base_url()).collect();
+    dead.shutdown().await;
+    let config = common::config(common::LISTEN, &urls, |_| String::new());
+    let env = Env::start_with_config(sims, &config).await;
+    let r = env.http.login(Family::Rest, ADMIN.0, ADMIN.1).await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("vcproxy-upstream")),
+        (503, Some("vc3"))
+    );
+    let v = r.json();
+    assert_eq!(v["type"], "com.vmware.vapi.std.errors.service_unavailable");
+    let msg = v["value"]["messages"][0]["default_message"]
+        .as_str()
+        .unwrap();
+    assert!(msg.contains("vc3") && msg.contains("connect"), "{msg}");
+    env.stop().await;
+}
