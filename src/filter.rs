@@ -78,10 +78,40 @@ pub struct TaskQuery {
     /// Query parameters outside the model, percent-decoded, sorted by key then value.
     /// Forwarded in the upstream query string.
     pub extra_params: Vec<(String, String)>,
-    /// JSON members outside the model: (path, raw JSON with insignificant white space
-    /// removed), sorted by path. The path is `member`, `filter_spec.member` or
-    /// `result_spec.member`. Forwarded in the upstream JSON body.
-    pub extra_members: Vec<(String, String)>,
+    /// JSON members outside the model, sorted. Forwarded in the upstream JSON body.
+    pub extra_members: Vec<ExtraMember>,
+}
+
+/// The object a JSON member outside the model stood in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Parent {
+    /// The request body itself.
+    Top,
+    FilterSpec,
+    ResultSpec,
+}
+
+/// A JSON member outside the model, kept to be forwarded as the client wrote it.
+///
+/// Where it stood is a field of its own, not part of a dotted name: a top-level
+/// member literally named `"filter_spec.x"` is not `filter_spec`'s member `x`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExtraMember {
+    pub parent: Parent,
+    pub name: String,
+    /// The value's JSON text, white space outside strings removed.
+    pub raw: String,
+}
+
+impl ExtraMember {
+    /// `name`, `filter_spec.name` or `result_spec.name`, for messages.
+    pub fn path(&self) -> String {
+        match self.parent {
+            Parent::Top => self.name.clone(),
+            Parent::FilterSpec => format!("filter_spec.{}", self.name),
+            Parent::ResultSpec => format!("result_spec.{}", self.name),
+        }
+    }
 }
 
 /// One List Tasks request: the API family it came in, and its question.
@@ -253,14 +283,13 @@ impl TaskQuery {
         let mut top = Vec::new();
         let mut fs = Vec::new();
         let mut rs = Vec::new();
-        for (path, raw) in &self.extra_members {
-            if let Some(name) = path.strip_prefix("filter_spec.") {
-                fs.push((name, raw.as_str()));
-            } else if let Some(name) = path.strip_prefix("result_spec.") {
-                rs.push((name, raw.as_str()));
-            } else {
-                top.push((path.as_str(), raw.as_str()));
-            }
+        for m in &self.extra_members {
+            let list = match m.parent {
+                Parent::Top => &mut top,
+                Parent::FilterSpec => &mut fs,
+                Parent::ResultSpec => &mut rs,
+            };
+            list.push((m.name.as_str(), m.raw.as_str()));
         }
         (top, fs, rs)
     }
@@ -352,12 +381,27 @@ impl TaskQuery {
         q
     }
 
+    /// Whether the `/rest` query form can carry this query exactly: JSON members
+    /// outside the model have no query spelling, and an empty string would be an empty
+    /// parameter, which the vAPI runtime skips (widening the filter).
+    fn query_expresses_it(&self) -> bool {
+        self.extra_members.is_empty()
+            && STRING_FIELDS
+                .iter()
+                .all(|f| self.filter.list(f).iter().all(|v| !v.is_empty()))
+            && self
+                .filter
+                .targets
+                .iter()
+                .all(|t| !t.target_type.is_empty() && !t.id.is_empty())
+    }
+
     /// The request to send one vCenter in `family`.
     ///
     /// * `/api`: `POST /api/cis/tasks?action=list` with the canonical JSON body.
-    /// * `/rest`: `GET /rest/cis/tasks?<indexed query>`; when the query has JSON members
-    ///   outside the model (they cannot be written as query parameters), the filter goes
-    ///   as a JSON body on the GET instead, the form the Python SDK uses.
+    /// * `/rest`: `GET /rest/cis/tasks?<indexed query>`; when the query form cannot say
+    ///   it exactly (JSON members outside the model, empty strings), the filter goes as a
+    ///   JSON body on the GET instead, the form the Python SDK uses.
     pub fn upstream(&self, family: Family) -> UpstreamRequest {
         match family {
             Family::Api => {
@@ -374,7 +418,7 @@ impl TaskQuery {
                     body: Some(self.api_body()),
                 }
             }
-            Family::Rest if self.extra_members.is_empty() => {
+            Family::Rest if self.query_expresses_it() => {
                 let q = self.rest_query();
                 let path = if q.is_empty() {
                     String::from("/rest/cis/tasks")
@@ -646,7 +690,15 @@ pub fn parse_query(query: &str, limits: &Limits, api: bool) -> Result<TaskQuery,
             continue;
         }
 
-        if api && key == "action" {
+        if key == "action" {
+            if !api {
+                // In the /api family `action` selects the operation; forwarded from a
+                // /rest query it would change what an /api request asks.
+                return Err(VapiError::invalid_argument(
+                    "Query parameter action: GET /rest/cis/tasks does not take it \
+                     (in the /api family it selects the operation).",
+                ));
+            }
             if value != "list" {
                 return Err(VapiError::invalid_argument(format!(
                     "Query parameter action: expected \"list\", got \"{}\".",
@@ -1033,9 +1085,11 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
                 "result_spec" => map.next_value_seed(ResultSeed { out: self.out })?,
                 _ => {
                     let raw: &RawValue = map.next_value()?;
-                    self.out
-                        .extra_members
-                        .push((name.into_owned(), minify(raw.get())));
+                    self.out.extra_members.push(ExtraMember {
+                        parent: Parent::Top,
+                        name: name.into_owned(),
+                        raw: minify(raw.get()),
+                    });
                 }
             }
         }
@@ -1073,7 +1127,11 @@ impl<'de> Visitor<'de> for FilterSeed<'_> {
                 self.out.filter.targets = map.next_value_seed(TargetListSeed)?;
             } else {
                 let raw: &RawValue = map.next_value()?;
-                self.out.extra_members.push((path, minify(raw.get())));
+                self.out.extra_members.push(ExtraMember {
+                    parent: Parent::FilterSpec,
+                    name: name.into_owned(),
+                    raw: minify(raw.get()),
+                });
             }
         }
         Ok(())
@@ -1114,7 +1172,11 @@ impl<'de> Visitor<'de> for ResultSeed<'_> {
                 }
                 _ => {
                     let raw: &RawValue = map.next_value()?;
-                    self.out.extra_members.push((path, minify(raw.get())));
+                    self.out.extra_members.push(ExtraMember {
+                        parent: Parent::ResultSpec,
+                        name: name.into_owned(),
+                        raw: minify(raw.get()),
+                    });
                 }
             }
         }

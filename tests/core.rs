@@ -189,15 +189,17 @@ fn unknown_json_members_are_kept_and_forwarded_in_the_body() {
     let body = br#"{ "filter_spec": {"services": ["s"], "future": {"b": [1, 2], "a": "x y"}},
                      "zz": true, "result_spec": {"later": 5} }"#;
     let q = parse_api(Some("action=list"), body, &lim()).unwrap();
+    let members: Vec<(String, &str)> = q
+        .extra_members
+        .iter()
+        .map(|m| (m.path(), m.raw.as_str()))
+        .collect();
     assert_eq!(
-        q.extra_members,
+        members,
         vec![
-            (
-                "filter_spec.future".to_string(),
-                r#"{"b":[1,2],"a":"x y"}"#.to_string()
-            ),
-            ("result_spec.later".to_string(), "5".to_string()),
-            ("zz".to_string(), "true".to_string()),
+            ("zz".to_string(), "true"),
+            ("filter_spec.future".to_string(), r#"{"b":[1,2],"a":"x y"}"#),
+            ("result_spec.later".to_string(), "5"),
         ]
     );
     let body_out = String::from_utf8(q.api_body()).unwrap();
@@ -212,6 +214,53 @@ fn unknown_json_members_are_kept_and_forwarded_in_the_body() {
     assert_eq!(up.body.as_deref(), Some(body_out.as_bytes()));
     // And the body parses back to the same query.
     assert_eq!(parse_rest(None, body_out.as_bytes(), &lim()).unwrap(), q);
+}
+
+#[test]
+fn a_top_level_member_named_like_a_nested_one_stays_where_it_was() {
+    // Found by fuzzing: `{"filter_spec.tasks":1}` is a top-level member with a dot in
+    // its name, not filter_spec's `tasks`.
+    let top = parse_api(None, br#"{"filter_spec.foo":1}"#, &lim()).unwrap();
+    let nested = parse_api(None, br#"{"filter_spec":{"foo":1}}"#, &lim()).unwrap();
+    assert_ne!(top.key(), nested.key());
+    assert_eq!(
+        String::from_utf8(top.api_body()).unwrap(),
+        r#"{"filter_spec":{},"filter_spec.foo":1}"#
+    );
+    for body in [
+        &br#"{"filter_spec.tasks":1}"#[..],
+        br#"{"result_spec.return_all":true}"#,
+    ] {
+        let q = parse_api(None, body, &lim()).unwrap();
+        assert_eq!(q.result.return_all, None);
+        assert_eq!(parse_api(None, &q.api_body(), &lim()).unwrap(), q);
+    }
+}
+
+#[test]
+fn empty_strings_go_upstream_in_a_form_that_keeps_them() {
+    // Found by fuzzing: an empty value cannot be written in a /rest query (the vAPI
+    // runtime skips empty parameters, widening the filter), so the /rest request
+    // carries the filter as a JSON body instead.
+    for body in [
+        &br#"{"filter_spec":{"services":[""]}}"#[..],
+        br#"{"filter_spec":{"targets":[{"type":"","id":"vm-1"}]}}"#,
+    ] {
+        let q = parse_rest(None, body, &lim()).unwrap();
+        let up = q.upstream(Family::Rest);
+        assert_eq!(up.path_and_query, "/rest/cis/tasks");
+        let again = parse_rest(None, up.body.as_deref().unwrap(), &lim()).unwrap();
+        assert_eq!(again, q);
+    }
+}
+
+#[test]
+fn action_is_not_a_rest_parameter() {
+    // Found by fuzzing: forwarded to /api it would change the operation.
+    for q in ["action=x", "action=list&filter_spec.services=a"] {
+        let m = rest_err(q);
+        assert!(m.contains("action"), "{m}");
+    }
 }
 
 // ----- bad input -------------------------------------------------------------------

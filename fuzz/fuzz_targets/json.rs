@@ -36,36 +36,17 @@ fn check_same(what: &str, original: &TaskQuery, again: &TaskQuery) {
     assert_eq!(again.key(), original.key(), "{what}: re-parsed key differs");
 }
 
-fn top_level_dotted_member(data: &[u8]) -> bool {
-    serde_json::from_slice::<std::collections::HashMap<String, serde::de::IgnoredAny>>(data)
-        .map(|m| {
-            m.keys()
-                .any(|k| k.starts_with("filter_spec.") || k.starts_with("result_spec."))
-        })
-        .unwrap_or(false)
-}
-
-fn has_empty_string(q: &TaskQuery) -> bool {
-    let f = &q.filter;
-    [&f.tasks, &f.services, &f.operations, &f.status, &f.users]
-        .iter()
-        .any(|l| l.iter().any(String::is_empty))
-        || f.targets.iter().any(|t| t.target_type.is_empty() || t.id.is_empty())
-}
-
-/// Known-issue guards are skipped when `VCPROXY_FUZZ_STRICT` is set, to check a fix.
-fn strict() -> bool {
-    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("VCPROXY_FUZZ_STRICT").is_some())
-}
-
 fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
     let api = parse_api(Some("action=list"), data, &limits);
     let rest = parse_rest(None, data, &limits);
     let q = match (api, rest) {
         (Ok(a), Ok(r)) => {
-            assert_eq!(a.key(), r.key(), "parse_api and parse_rest disagree on the key");
+            assert_eq!(
+                a.key(),
+                r.key(),
+                "parse_api and parse_rest disagree on the key"
+            );
             assert_eq!(a, r, "parse_api and parse_rest disagree on the query");
             a
         }
@@ -73,13 +54,6 @@ fuzz_target!(|data: &[u8]| {
         (a, r) => panic!("parse_api and parse_rest disagree on acceptance: {a:?} vs {r:?}"),
     };
 
-    // KNOWN ISSUE C (reported 2026-11-27; remove once fixed): a top-level member named
-    // `filter_spec.<x>` or `result_spec.<x>` is stored under the same path as the nested
-    // member <x>, so the two collide in the key and api_body moves it into the nested
-    // object. Minimized: `{"filter_spec.tasks":1}`.
-    if !strict() && top_level_dotted_member(data) {
-        return;
-    }
 
     let mut n = q.clone();
     n.normalize();
@@ -88,10 +62,16 @@ fuzz_target!(|data: &[u8]| {
     // The canonical body: valid JSON, round-trips, and is a fixed point.
     let body = q.api_body();
     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-        panic!("api_body is not JSON ({e}): {:?}", String::from_utf8_lossy(&body));
+        panic!(
+            "api_body is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&body)
+        );
     }
     let again = parse_api(Some("action=list"), &body, &UNLIMITED).unwrap_or_else(|e| {
-        panic!("api_body {:?} does not re-parse: {e:?}", String::from_utf8_lossy(&body))
+        panic!(
+            "api_body {:?} does not re-parse: {e:?}",
+            String::from_utf8_lossy(&body)
+        )
     });
     check_same("api_body", &q, &again);
     assert_eq!(again.api_body(), body, "api_body is not canonical");
@@ -99,27 +79,28 @@ fuzz_target!(|data: &[u8]| {
     // What is actually sent upstream, in both families.
     let up = q.upstream(Family::Api);
     let up_body = up.body.as_deref().expect("an /api request has a body");
-    let again = parse_api(query_of(&up.path_and_query, "/api/cis/tasks"), up_body, &UNLIMITED)
-        .unwrap_or_else(|e| panic!("/api upstream does not re-parse: {e:?}"));
+    let again = parse_api(
+        query_of(&up.path_and_query, "/api/cis/tasks"),
+        up_body,
+        &UNLIMITED,
+    )
+    .unwrap_or_else(|e| panic!("/api upstream does not re-parse: {e:?}"));
     check_same("/api upstream", &q, &again);
 
-    // KNOWN ISSUE B (reported 2026-11-27; remove once fixed): an empty string in a list
-    // or target is written to the /rest query as `name=`, which the parser skips (the
-    // vAPI rule for empty values), so the filter changes on the way upstream.
-    // Minimized: `{"filter_spec":{"services":[""]}}`.
-    if !strict() && has_empty_string(&q) {
-        return;
-    }
 
     let up = q.upstream(Family::Rest);
     let up_body = up.body.as_deref().unwrap_or(b"");
-    let again = parse_rest(query_of(&up.path_and_query, "/rest/cis/tasks"), up_body, &UNLIMITED)
-        .unwrap_or_else(|e| {
-            panic!(
-                "/rest upstream {:?} body {:?} does not re-parse: {e:?}",
-                up.path_and_query,
-                String::from_utf8_lossy(up_body)
-            )
-        });
+    let again = parse_rest(
+        query_of(&up.path_and_query, "/rest/cis/tasks"),
+        up_body,
+        &UNLIMITED,
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "/rest upstream {:?} body {:?} does not re-parse: {e:?}",
+            up.path_and_query,
+            String::from_utf8_lossy(up_body)
+        )
+    });
     check_same("/rest upstream", &q, &again);
 });

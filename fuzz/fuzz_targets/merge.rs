@@ -64,12 +64,17 @@ struct RestEntry {
 
 fn check_shape(family: Family, body: &[u8], tasks: usize) {
     if let Err(e) = serde_json::from_slice::<IgnoredAny>(body) {
-        panic!("merged output is not JSON ({e}): {:?}", String::from_utf8_lossy(body));
+        panic!(
+            "merged output is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(body)
+        );
     }
     let pairs: Vec<(String, Box<RawValue>)> = match family {
-        Family::Api => serde_json::from_slice::<ApiPairs>(body)
-            .unwrap_or_else(|e| panic!("/api output has the wrong shape: {e}"))
-            .0,
+        Family::Api => {
+            serde_json::from_slice::<ApiPairs>(body)
+                .unwrap_or_else(|e| panic!("/api output has the wrong shape: {e}"))
+                .0
+        }
         Family::Rest => serde_json::from_slice::<RestBody>(body)
             .unwrap_or_else(|e| panic!("/rest output has the wrong shape: {e}"))
             .value
@@ -79,7 +84,10 @@ fn check_shape(family: Family, body: &[u8], tasks: usize) {
     };
     assert_eq!(pairs.len(), tasks, "task count does not match the output");
     for (id, info) in &pairs {
-        assert!(info.get().starts_with('{'), "info of {id:?} is not an object");
+        assert!(
+            info.get().starts_with('{'),
+            "info of {id:?} is not an object"
+        );
     }
     assert!(
         pairs.windows(2).all(|w| w[0].0 < w[1].0),
@@ -91,7 +99,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let family = if first & 1 == 0 { Family::Rest } else { Family::Api };
+    let family = if first & 1 == 0 {
+        Family::Rest
+    } else {
+        Family::Api
+    };
     let inputs: Vec<UpstreamBody> = rest
         .splitn(NAMES.len(), |&b| b == 0xFF)
         .zip(NAMES)
@@ -104,12 +116,22 @@ fuzz_target!(|data: &[u8]| {
 
     check_shape(family, &m.body, m.tasks);
     for d in &m.duplicates {
-        assert!(d.kept <= d.dropped, "duplicate {d:?} kept a later input's copy");
+        assert!(
+            d.kept <= d.dropped,
+            "duplicate {d:?} kept a later input's copy"
+        );
     }
 
     // Idempotence.
-    let again = merge(family, &[UpstreamBody { vcenter: "merged", body: &m.body }], &unlimited)
-        .unwrap_or_else(|e| panic!("merged output does not merge again: {e}"));
+    let again = merge(
+        family,
+        &[UpstreamBody {
+            vcenter: "merged",
+            body: &m.body,
+        }],
+        &unlimited,
+    )
+    .unwrap_or_else(|e| panic!("merged output does not merge again: {e}"));
     assert_eq!(again.body, m.body, "merge is not idempotent");
     assert_eq!(again.tasks, m.tasks, "re-merge changed the task count");
     assert!(again.duplicates.is_empty(), "merged output has duplicates");
@@ -122,10 +144,28 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The limit is inclusive.
-    let at = merge(family, &inputs, &MergeOptions { max_tasks: Some(m.tasks) });
+    let at = merge(
+        family,
+        &inputs,
+        &MergeOptions {
+            max_tasks: Some(m.tasks),
+        },
+    );
     assert_eq!(at.as_ref().map(|x| &x.body), Ok(&m.body));
     if m.tasks > 0 {
-        let over = merge(family, &inputs, &MergeOptions { max_tasks: Some(m.tasks - 1) });
-        assert_eq!(over, Err(MergeError::TooMany { count: m.tasks, max: m.tasks - 1 }));
+        let over = merge(
+            family,
+            &inputs,
+            &MergeOptions {
+                max_tasks: Some(m.tasks - 1),
+            },
+        );
+        assert_eq!(
+            over,
+            Err(MergeError::TooMany {
+                count: m.tasks,
+                max: m.tasks - 1
+            })
+        );
     }
 });

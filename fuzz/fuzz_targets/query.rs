@@ -37,12 +37,6 @@ fn check_same(what: &str, original: &TaskQuery, again: &TaskQuery) {
     assert_eq!(again.key(), original.key(), "{what}: re-parsed key differs");
 }
 
-/// Known-issue guards are skipped when `VCPROXY_FUZZ_STRICT` is set, to check a fix.
-fn strict() -> bool {
-    static STRICT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("VCPROXY_FUZZ_STRICT").is_some())
-}
-
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
@@ -59,19 +53,20 @@ fuzz_target!(|data: &[u8]| {
     // /rest upstream: GET with the indexed query (no JSON members can come from a query).
     let up = q.upstream(Family::Rest);
     assert_eq!(up.method, "GET");
-    assert!(up.body.is_none(), "a query-only filter must go upstream without a body");
+    assert!(
+        up.body.is_none(),
+        "a query-only filter must go upstream without a body"
+    );
     let qs = split(&up.path_and_query, "/rest/cis/tasks");
     assert_eq!(qs.as_deref().unwrap_or(""), q.rest_query());
-    let again = parse_rest(qs.as_deref(), b"", &UNLIMITED)
-        .unwrap_or_else(|e| panic!("/rest upstream {:?} does not re-parse: {e:?}", up.path_and_query));
+    let again = parse_rest(qs.as_deref(), b"", &UNLIMITED).unwrap_or_else(|e| {
+        panic!(
+            "/rest upstream {:?} does not re-parse: {e:?}",
+            up.path_and_query
+        )
+    });
     check_same("/rest upstream", &q, &again);
 
-    // KNOWN ISSUE A (reported 2026-11-27; remove this guard once fixed): a `/rest` query
-    // extra named `action` is forwarded to `/api` as `action=list&action=<v>`, which
-    // `parse_api` rejects (v != "list") or swallows (v == "list"). Minimized: `action=x`.
-    if !strict() && q.extra_params.iter().any(|(k, _)| k == "action") {
-        return;
-    }
 
     // /api upstream: POST with action=list plus the extras, and the canonical JSON body.
     let up = q.upstream(Family::Api);

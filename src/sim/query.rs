@@ -30,11 +30,11 @@ pub(crate) fn list<'a>(
             format!("Unexpected parameter {name}."),
         ));
     }
-    if let Some((path, _)) = q.extra_members.first() {
+    if let Some(member) = q.extra_members.first() {
         return Err(VapiError::new(
             ErrorKind::InvalidArgument,
             "vapi.bindings.typeconverter.unexpected.field",
-            format!("Unexpected field {path} in the request body."),
+            format!("Unexpected field {} in the request body.", member.path()),
         ));
     }
     let f = &q.filter;
@@ -235,8 +235,11 @@ mod tests {
         let e = list(&set, EPOCH, &admin, &q).unwrap_err();
         assert!(e.message.contains("bogus"));
         q.extra_params.clear();
-        q.extra_members
-            .push(("filter_spec.nope".into(), "1".into()));
+        q.extra_members.push(crate::filter::ExtraMember {
+            parent: crate::filter::Parent::FilterSpec,
+            name: "nope".into(),
+            raw: "1".into(),
+        });
         let e = list(&set, EPOCH, &admin, &q).unwrap_err();
         assert!(e.message.contains("filter_spec.nope"));
         q.extra_members.clear();
