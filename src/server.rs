@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tracing::{debug, debug_span, field, info, warn, Instrument};
 
-use crate::cache::{CacheKey, CacheSettings, Entry, Outcome, ResponseCache};
+use crate::cache::{CacheKey, CacheSettings, Entry, KeyMemo, Outcome, ResponseCache};
 use crate::config::{AuthMode as ConfigAuthMode, Config, OnTooMany};
 use crate::fanout::{Fanout, JSON};
 use crate::filter::{Limits, ListRequest};
@@ -47,6 +47,8 @@ pub struct Proxy {
     pub fanout: Arc<Fanout>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// Raw requests already parsed, to their canonical keys.
+    pub keys: KeyMemo,
     /// TLS for the client listener, when `[listen] tls_cert`/`tls_key` are set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Connection and header limits for the client listener.
@@ -116,6 +118,7 @@ impl Proxy {
             cache,
             fanout,
             metrics,
+            keys: KeyMemo::new(16 * 1024 * 1024),
             limits: Limits {
                 max_query_bytes: config.listen.max_query_bytes.as_usize(),
                 max_body_bytes: config.listen.max_body_bytes.as_usize(),
@@ -261,7 +264,8 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Route {
 }
 
 async fn handle(proxy: &Proxy, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
+    // Read the clock only when the line that reports the time will be written.
+    let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
     let family = Family::of_path(req.uri().path());
     let route = route(req.method(), req.uri().path(), req.uri().query());
     let id = proxy.next_request_id.fetch_add(1, Ordering::Relaxed);
@@ -293,9 +297,11 @@ async fn handle(proxy: &Proxy, peer: SocketAddr, req: Request<Incoming>) -> Resp
     let status = response.status().as_u16();
     span.record("status", status);
     proxy.metrics.request(route.name(), status);
-    span.in_scope(|| {
-        debug!(%peer, elapsed_us = started.elapsed().as_micros() as u64, "answered");
-    });
+    if let Some(started) = started {
+        span.in_scope(|| {
+            debug!(%peer, elapsed_us = started.elapsed().as_micros() as u64, "answered");
+        });
+    }
     response
 }
 
@@ -422,22 +428,46 @@ async fn list_tasks(proxy: &Proxy, family: Family, req: Request<Incoming>) -> Re
         Ok(b) => b,
         Err(e) => return error_response(family, &e),
     };
-    let request = match ListRequest::parse(family, parts.uri.query(), &body, &proxy.limits) {
-        Ok(r) => r,
-        Err(e) => return error_response(family, &e),
+    // A poll seen before skips parsing; the parsed request is needed only to fetch.
+    let query = parts.uri.query();
+    let (request_key, parsed) = match proxy.keys.get(family, query, &body) {
+        Some(key) => (key, None),
+        None => match ListRequest::parse(family, query, &body, &proxy.limits) {
+            Ok(r) => {
+                let key: Arc<[u8]> = r.key().into();
+                proxy.keys.insert(family, query, &body, key.clone());
+                (key, Some(r))
+            }
+            Err(e) => return error_response(family, &e),
+        },
     };
     let key = CacheKey {
         principal: session.user.clone(),
-        request: request.key().into_boxed_slice(),
+        request: request_key,
     };
     let fanout = proxy.fanout.clone();
     let principal = session.principal.clone();
-    let result = proxy
-        .cache
-        .get_or_fetch(key, force, move || async move {
-            fanout.list(principal, &request).await
-        })
-        .await;
+    let limits = proxy.limits;
+    let fetch = move || {
+        // Parsing cannot fail here: these bytes parsed before with the same limits.
+        let request = parsed
+            .map(Ok)
+            .unwrap_or_else(|| ListRequest::parse(family, parts.uri.query(), &body, &limits));
+        async move {
+            match request {
+                Ok(request) => fanout.list(principal, &request).await,
+                Err(e) => crate::cache::Fetched::Answer(Entry {
+                    status: e.status(),
+                    content_type: JSON,
+                    body: e.render(family),
+                    upstream: None,
+                    partial: None,
+                    created: Instant::now(),
+                }),
+            }
+        }
+    };
+    let result = proxy.cache.get_or_fetch(key, force, fetch).await;
     match result {
         Ok((entry, outcome)) => {
             tracing::Span::current().record("cache", outcome.as_str());
