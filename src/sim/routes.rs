@@ -16,7 +16,7 @@
 
 use super::data::{Clock, TaskSet};
 use super::faults::{Action, FaultState, Faults, SimBody, HTTP500_BODY};
-use super::model::{iso8601, FlatValue, Writer};
+use super::model::{iso8601, FlatValue, Millis, Writer};
 use super::query;
 use super::sessions::{self, Session, Sessions, UserSpec};
 use super::stats::{Counters, Endpoint, FaultKind, Stats};
@@ -45,8 +45,29 @@ pub(crate) struct SimState {
     pub(crate) faults: FaultState,
     pub(crate) counters: Counters,
     pub(crate) limits: Limits,
+    /// Rendered List Tasks answers, per user and request, for the simulated instant
+    /// they were rendered at. While simulated time stands still (`--static`) a
+    /// repeated question costs a lookup: a real vCenter's CPU is not the proxy's,
+    /// and benchmarks running simulators in the proxy's process must not charge the
+    /// simulators' JSON rendering to the proxy.
+    pub(crate) answers: AnswerMemo,
     /// Becomes `true` at shutdown; hanging requests wait for it.
     pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// (user, canonical request key) to (simulated instant, rendered body), weighed in
+/// bytes.
+pub(crate) type AnswerMemo = moka::sync::Cache<(String, Vec<u8>), (Millis, Bytes)>;
+
+pub(crate) fn answer_memo() -> AnswerMemo {
+    moka::sync::Cache::builder()
+        .max_capacity(64 * 1024 * 1024)
+        .weigher(
+            |(user, key): &(String, Vec<u8>), (_, body): &(Millis, Bytes)| {
+                u32::try_from(user.len() + key.len() + body.len()).unwrap_or(u32::MAX)
+            },
+        )
+        .build()
 }
 
 impl SimState {
@@ -363,18 +384,24 @@ fn list(
     query: Option<&str>,
     body: &[u8],
 ) -> Result<Response<SimBody>, VapiError> {
-    let q = match family {
-        Family::Rest => filter::parse_rest(query, body, &state.limits)?,
-        Family::Api => filter::parse_api(query, body, &state.limits)?,
-    };
+    let request = filter::ListRequest::parse(family, query, body, &state.limits)?;
+    let q = &request.query;
     let now = state.clock.now();
-    let found = query::list(&state.tasks, now, user, &q)?;
+    let memo_key = (user.name.clone(), request.key());
+    if let Some((at, body)) = state.answers.get(&memo_key) {
+        if at == now {
+            return Ok(json(StatusCode::OK, body));
+        }
+    }
+    let found = query::list(&state.tasks, now, user, q)?;
     let mut w = Writer::new(family);
     w.task_map(
         found.iter().map(|t| (t.id.as_str(), t.info_at(now))),
         q.result.exclude_result == Some(true),
     );
-    Ok(json(StatusCode::OK, w.finish()))
+    let body = w.finish();
+    state.answers.insert(memo_key, (now, body.clone()));
+    Ok(json(StatusCode::OK, body))
 }
 
 fn get(

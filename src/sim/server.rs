@@ -116,6 +116,7 @@ pub async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimHa
         faults: FaultState::new(config.faults.clone(), config.seed),
         counters: Counters::default(),
         limits: config.limits,
+        answers: routes::answer_memo(),
         shutdown: stopped.clone(),
     });
 
