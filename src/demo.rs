@@ -97,7 +97,9 @@ Log in (the proxy logs in to all three vCenters once and pools the sessions):
 List running and failed tasks of all three vCenters, merged (/rest family):
   curl -s -H "vmware-api-session-id: $SID" 'http://{proxy}/rest/cis/tasks?filter_spec.services.1=com.vmware.esx.settings.clusters.software&filter_spec.status=RUNNING&filter_spec.status=FAILED' -D - | head -20
 
-The same question in the /api family (note vcproxy-cache: hit within 5 s):
+Run it again within 5 s: "vcproxy-cache: hit", and no vCenter is asked.
+
+The same question in the /api family (answers of another shape, cached apart):
   curl -s -H "vmware-api-session-id: $SID" -X POST 'http://{proxy}/api/cis/tasks?action=list' \
        -H 'content-type: application/json' \
        -d '{{"filter_spec":{{"services":["com.vmware.esx.settings.clusters.software"],"status":["FAILED","RUNNING"]}}}}' -D - | head -20

@@ -1306,3 +1306,46 @@ async fn a_refused_connection_is_503_naming_the_vcenter() {
     assert!(msg.contains("vc3") && msg.contains("connect"), "{msg}");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_puts_three_simulators_behind_the_proxy() {
+    let demo = vcproxy::demo::start(vcproxy::demo::DemoAddrs {
+        proxy: "127.0.0.1:0".parse().unwrap(),
+        admin: "127.0.0.2:0".parse().unwrap(),
+        first_sim_port: 0,
+    })
+    .await
+    .unwrap();
+    assert_eq!(demo.sims.len(), 3);
+    assert_eq!(demo.config.vcenters.len(), 3);
+    let text = vcproxy::demo::instructions(
+        "127.0.0.1:8080".parse().unwrap(),
+        "127.0.0.1:9090".parse().unwrap(),
+        &demo.sims,
+    );
+    assert!(
+        text.contains("/rest/com/vmware/cis/session")
+            && text.contains("/api/cis/tasks?action=list")
+    );
+    let config = demo.config.clone();
+    let env = Env::start_with_config(demo.sims, &config).await;
+    let admin = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let operator = env
+        .http
+        .session(
+            Family::Rest,
+            vcproxy::demo::OPERATOR.0,
+            vcproxy::demo::OPERATOR.1,
+        )
+        .await;
+    let all: String = sim::service_ids()
+        .iter()
+        .map(|s| format!("filter_spec.services={s}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let a = rest_keys(&env.http.rest_list(&admin, &all).await.json());
+    let o = rest_keys(&env.http.rest_list(&operator, &all).await.json());
+    assert_eq!(a.len(), 450, "200 + 150 + 100 tasks");
+    assert!(!o.is_empty() && o.len() < a.len());
+    env.stop().await;
+}
