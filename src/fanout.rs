@@ -220,8 +220,15 @@ impl Fanout {
                 body,
             })
             .collect();
+        let merge_started = Instant::now();
         match merge_parsed(family, &inputs, &parsed, &self.merge) {
             Ok(merged) => {
+                debug!(
+                    tasks = merged.tasks,
+                    bytes = merged.body.len(),
+                    merge_us = merge_started.elapsed().as_micros() as u64,
+                    "merged"
+                );
                 for d in &merged.duplicates {
                     self.metrics.duplicate_tasks.inc();
                     debug!(

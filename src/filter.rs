@@ -987,9 +987,12 @@ pub fn parse_json(body: &[u8], limits: &Limits) -> Result<TaskQuery, VapiError> 
         .map_err(|_| VapiError::invalid_argument("The request body is not valid UTF-8 text."))?;
     let mut de = serde_json::Deserializer::from_str(text);
     let mut out = TaskQuery::default();
-    let result = TopSeed { out: &mut out }
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
+    let result = ObjectSeed {
+        parent: Parent::Top,
+        out: &mut out,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
     result.map_err(|e| VapiError::invalid_argument(format!("Invalid JSON request body: {e}.")))?;
     out.normalize();
     Ok(out)
@@ -1060,58 +1063,33 @@ fn minify(raw: &str) -> String {
     out
 }
 
-struct TopSeed<'a> {
+/// Reads one of the three objects of a List Tasks body (the body itself,
+/// `filter_spec`, `result_spec`) into `out`; members outside the model are kept,
+/// with the object they stood in.
+struct ObjectSeed<'a> {
+    parent: Parent,
     out: &'a mut TaskQuery,
 }
 
-impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TopSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object with filter_spec and result_spec")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = Seen::default();
-        while let Some(CowStr(name)) = map.next_key()? {
-            seen.check(&name)?;
-            match &*name {
-                "filter_spec" => map.next_value_seed(FilterSeed { out: self.out })?,
-                "result_spec" => map.next_value_seed(ResultSeed { out: self.out })?,
-                _ => {
-                    let raw: &RawValue = map.next_value()?;
-                    self.out.extra_members.push(ExtraMember {
-                        parent: Parent::Top,
-                        name: name.into_owned(),
-                        raw: minify(raw.get()),
-                    });
-                }
-            }
+        match self.parent {
+            // The body must be an object; `filter_spec` and `result_spec` may be null.
+            Parent::Top => d.deserialize_map(self),
+            Parent::FilterSpec | Parent::ResultSpec => d.deserialize_any(self),
         }
-        Ok(())
     }
 }
 
-struct FilterSeed<'a> {
-    out: &'a mut TaskQuery,
-}
-
-impl<'de> DeserializeSeed<'de> for FilterSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FilterSeed<'_> {
+impl<'de> Visitor<'de> for ObjectSeed<'_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object or null for filter_spec")
+        f.write_str(match self.parent {
+            Parent::Top => "a JSON object with filter_spec and result_spec",
+            Parent::FilterSpec => "an object or null for filter_spec",
+            Parent::ResultSpec => "an object or null for result_spec",
+        })
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         Ok(())
@@ -1119,61 +1097,41 @@ impl<'de> Visitor<'de> for FilterSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = Seen::default();
         while let Some(CowStr(name)) = map.next_key()? {
-            let path = format!("filter_spec.{name}");
+            let path = match self.parent {
+                Parent::Top => name.to_string(),
+                Parent::FilterSpec => format!("filter_spec.{name}"),
+                Parent::ResultSpec => format!("result_spec.{name}"),
+            };
             seen.check(&path)?;
-            if let Some(list) = self.out.filter.list_mut(&name) {
-                *list = map.next_value_seed(StringListSeed { path: &path })?;
-            } else if name == "targets" {
-                self.out.filter.targets = map.next_value_seed(TargetListSeed)?;
-            } else {
-                let raw: &RawValue = map.next_value()?;
-                self.out.extra_members.push(ExtraMember {
+            let out = &mut *self.out;
+            match (self.parent, &*name) {
+                (Parent::Top, "filter_spec") => map.next_value_seed(ObjectSeed {
                     parent: Parent::FilterSpec,
-                    name: name.into_owned(),
-                    raw: minify(raw.get()),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-struct ResultSeed<'a> {
-    out: &'a mut TaskQuery,
-}
-
-impl<'de> DeserializeSeed<'de> for ResultSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ResultSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object or null for result_spec")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = Seen::default();
-        while let Some(CowStr(name)) = map.next_key()? {
-            let path = format!("result_spec.{name}");
-            seen.check(&path)?;
-            match &*name {
-                "return_all" => {
-                    self.out.result.return_all = map.next_value_seed(BoolSeed { path: &path })?
+                    out,
+                })?,
+                (Parent::Top, "result_spec") => map.next_value_seed(ObjectSeed {
+                    parent: Parent::ResultSpec,
+                    out,
+                })?,
+                (Parent::FilterSpec, "targets") => {
+                    out.filter.targets = map.next_value_seed(TargetListSeed)?
                 }
-                "exclude_result" => {
-                    self.out.result.exclude_result =
-                        map.next_value_seed(BoolSeed { path: &path })?
+                (Parent::FilterSpec, field) if out.filter.list_mut(field).is_some() => {
+                    let values = map.next_value_seed(StringListSeed { path: &path })?;
+                    if let Some(list) = out.filter.list_mut(field) {
+                        *list = values;
+                    }
+                }
+                (Parent::ResultSpec, "return_all") => {
+                    out.result.return_all = map.next_value_seed(BoolSeed { path: &path })?
+                }
+                (Parent::ResultSpec, "exclude_result") => {
+                    out.result.exclude_result = map.next_value_seed(BoolSeed { path: &path })?
                 }
                 _ => {
                     let raw: &RawValue = map.next_value()?;
-                    self.out.extra_members.push(ExtraMember {
-                        parent: Parent::ResultSpec,
+                    out.extra_members.push(ExtraMember {
+                        parent: self.parent,
                         name: name.into_owned(),
                         raw: minify(raw.get()),
                     });
