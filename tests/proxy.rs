@@ -1349,3 +1349,105 @@ async fn the_demo_puts_three_simulators_behind_the_proxy() {
     assert!(!o.is_empty() && o.len() < a.len());
     env.stop().await;
 }
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_finishes_requests_in_flight_and_logs_out_on_sigterm() {
+    let mut configs = three_static();
+    for c in &mut configs {
+        c.faults = on_lists(Faults {
+            latency: Duration::from_millis(1500),
+            ..Faults::default()
+        });
+    }
+    let sims = start_sims(configs).await;
+    let (port, admin_port) = (free_port(), free_port());
+    let head = format!(
+        "[listen]\naddr = \"127.0.0.1:{port}\"\n[admin]\naddr = \"127.0.0.1:{admin_port}\"\n"
+    );
+    let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
+    let mut toml = head;
+    for (i, url) in urls.iter().enumerate() {
+        toml.push_str(&format!(
+            "[[vcenter]]\nname = \"vc{}\"\nurl = \"{url}\"\n",
+            i + 1
+        ));
+    }
+    let dir = common::temp_dir("sigterm");
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vcproxy"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = Http::new(format!("http://127.0.0.1:{port}"));
+    let mut ready = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "vcproxy serve did not start listening");
+    let sid = http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    assert!(sims.iter().all(|s| s.stats().sessions_open == 1));
+
+    // A slow List Tasks is in flight when SIGTERM arrives...
+    let q = format!("filter_spec.services={SVC}");
+    let in_flight = {
+        let http = http.clone();
+        let sid = sid.clone();
+        tokio::spawn(async move { http.rest_list(&sid, &q).await })
+    };
+    let mut started = false;
+    for _ in 0..200 {
+        if sims.iter().all(|s| s.stats().in_flight == 1) {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(started, "the request reached every vCenter");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    // ...and still gets its answer; then the process exits cleanly, having logged
+    // out of every vCenter, and takes no new connections.
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(!rest_keys(&r.json()).is_empty());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        sims.iter().all(|s| s.stats().sessions_open == 0),
+        "sessions closed"
+    );
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err());
+    for s in sims {
+        s.shutdown().await;
+    }
+}
