@@ -100,6 +100,23 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A JSON answer made now.
+    pub fn json(status: StatusCode, body: Bytes) -> Entry {
+        Entry {
+            status,
+            content_type: HeaderValue::from_static("application/json"),
+            body,
+            upstream: None,
+            partial: None,
+            created: Instant::now(),
+        }
+    }
+
+    /// The proxy's own error, in `family`'s shape.
+    pub fn error(e: &crate::vapi_error::VapiError, family: Family) -> Entry {
+        Entry::json(e.status(), e.render(family))
+    }
+
     pub fn is_success(&self) -> bool {
         self.status.is_success()
     }

@@ -239,26 +239,15 @@ impl Fanout {
                     );
                 }
                 Fetched::Answer(Entry {
-                    status: StatusCode::OK,
-                    content_type: JSON,
-                    body: Bytes::from(merged.body),
-                    upstream: None,
                     partial,
-                    created: Instant::now(),
+                    ..Entry::json(StatusCode::OK, Bytes::from(merged.body))
                 })
             }
             // Bodies were read above; what is left to fail is the task limit.
-            Err(e) => {
-                let v = e.to_vapi();
-                Fetched::Answer(Entry {
-                    status: v.status(),
-                    content_type: JSON,
-                    body: v.render(family),
-                    upstream: None,
-                    partial,
-                    created: Instant::now(),
-                })
-            }
+            Err(e) => Fetched::Answer(Entry {
+                partial,
+                ..Entry::error(&e.to_vapi(), family)
+            }),
         }
     }
 

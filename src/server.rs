@@ -456,14 +456,7 @@ async fn list_tasks(proxy: &Proxy, family: Family, req: Request<Incoming>) -> Re
         async move {
             match request {
                 Ok(request) => fanout.list(principal, &request).await,
-                Err(e) => crate::cache::Fetched::Answer(Entry {
-                    status: e.status(),
-                    content_type: JSON,
-                    body: e.render(family),
-                    upstream: None,
-                    partial: None,
-                    created: Instant::now(),
-                }),
+                Err(e) => crate::cache::Fetched::Answer(Entry::error(&e, family)),
             }
         }
     };
