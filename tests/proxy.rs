@@ -1372,7 +1372,8 @@ async fn serve_finishes_requests_in_flight_and_logs_out_on_sigterm() {
     let sims = start_sims(configs).await;
     let (port, admin_port) = (free_port(), free_port());
     let head = format!(
-        "[listen]\naddr = \"127.0.0.1:{port}\"\n[admin]\naddr = \"127.0.0.1:{admin_port}\"\n"
+        "[listen]\naddr = \"127.0.0.1:{port}\"\n[admin]\naddr = \"127.0.0.1:{admin_port}\"\n\
+         [log]\nformat = \"json\"\n"
     );
     let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
     let mut toml = head;
@@ -1385,11 +1386,14 @@ async fn serve_finishes_requests_in_flight_and_logs_out_on_sigterm() {
     let dir = common::temp_dir("sigterm");
     let path = dir.join("proxy.toml");
     std::fs::write(&path, toml).unwrap();
+    let log_path = dir.join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vcproxy"))
         .args(["serve", "--config"])
         .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .env_remove("RUST_LOG")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .unwrap();
     let http = Http::new(format!("http://127.0.0.1:{port}"));
