@@ -9,7 +9,7 @@
 //! become `service_unavailable` in the client's family, naming the vCenter.
 
 use bytes::Bytes;
-use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::HeaderValue;
 use http::StatusCode;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use crate::cache::{Entry, Fetched};
 use crate::config::Secret;
 use crate::filter::ListRequest;
-use crate::merge::{merge_parsed, parse_body, MergeOptions, ParsedBody, UpstreamBody};
+use crate::merge::{merge_parsed_into, parse_body, MergeOptions, ParsedBody, UpstreamBody};
 use crate::metrics::Metrics;
 use crate::session::{Principal, Sessions, SESSION_HEADER};
 use crate::upstream::{TransportError, UpstreamResponse};
@@ -167,7 +167,10 @@ impl Fanout {
             let path = request.path_and_query.as_str();
             let body = body.clone();
             async move {
-                let body = self.ask(&principal, i, family, method, path, body).await?;
+                let body = self
+                    .ask(&principal, i, family, method, path, body)
+                    .await
+                    .map_err(|f| (i, f))?;
                 // Read each answer as it lands, while slower vCenters are still
                 // answering: after the slowest one only its own parse, the sort
                 // and the copy remain.
@@ -181,12 +184,32 @@ impl Fanout {
                     Err(e) => {
                         warn!(vcenter = %name, error = %e, "unreadable List Tasks answer");
                         self.metrics.upstream_error(name, "malformed");
-                        Err(UpstreamFailure::proxy(name, e.to_vapi()))
+                        Err((i, UpstreamFailure::proxy(name, e.to_vapi())))
                     }
                 }
             }
         });
-        let results = join_all(asks).await;
+        let mut pending: FuturesUnordered<_> = asks.collect();
+        let mut results = Vec::with_capacity(backends.len());
+        let mut out = Vec::new();
+        while let Some(r) = pending.next().await {
+            if let (Ok((_, body, _)), false) = (&r, pending.is_empty()) {
+                if out.capacity() == 0 {
+                    // The first answer is in and others are still coming: make the
+                    // merged answer's buffer now, sized like this answer times the
+                    // vCenters, and touch it, so its page faults are paid while we
+                    // wait rather than after the slowest vCenter.
+                    let estimate = body.len().saturating_mul(backends.len()) / 8 * 9 + 4096;
+                    out.resize(estimate.min(super::upstream::MAX_UPSTREAM_BODY), 0);
+                }
+            }
+            results.push(r);
+        }
+        // Back to configuration order: it decides ties between failures and
+        // which copy of a duplicate task is kept.
+        results.sort_by_key(|r| match r {
+            Ok((i, _, _)) | Err((i, _)) => *i,
+        });
 
         let mut answers = Vec::with_capacity(results.len());
         let mut parsed: Vec<ParsedBody> = Vec::with_capacity(results.len());
@@ -197,7 +220,7 @@ impl Fanout {
                     answers.push((i, body));
                     parsed.push(p);
                 }
-                Err(f) => failures.push(f),
+                Err((_, f)) => failures.push(f),
             }
         }
 
@@ -221,7 +244,7 @@ impl Fanout {
             })
             .collect();
         let merge_started = Instant::now();
-        match merge_parsed(family, &inputs, &parsed, &self.merge) {
+        match merge_parsed_into(family, &inputs, &parsed, &self.merge, out) {
             Ok(merged) => {
                 debug!(
                     tasks = merged.tasks,

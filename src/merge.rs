@@ -203,6 +203,20 @@ pub fn merge_parsed(
     parsed: &[ParsedBody],
     opts: &MergeOptions,
 ) -> Result<Merged, MergeError> {
+    merge_parsed_into(family, inputs, parsed, opts, Vec::new())
+}
+
+/// [`merge_parsed`], writing the answer into `out` (cleared first). A caller that
+/// knows the answer's size early can hand in a buffer it has already touched, so the
+/// page faults of a fresh multi-megabyte allocation happen while it waits for the
+/// slowest vCenter rather than after.
+pub fn merge_parsed_into(
+    family: Family,
+    inputs: &[UpstreamBody<'_>],
+    parsed: &[ParsedBody],
+    opts: &MergeOptions,
+    out: Vec<u8>,
+) -> Result<Merged, MergeError> {
     assert_eq!(inputs.len(), parsed.len(), "one parsed body per input");
     let mut items: Vec<Item<'_>> = Vec::with_capacity(parsed.iter().map(ParsedBody::len).sum());
     let mut input_bytes = 0;
@@ -251,16 +265,20 @@ pub fn merge_parsed(
         }
     }
 
+    let mut body = render(family, &items, input_bytes, out);
+    // The answer is kept in the cache: give back what the estimate over-reserved.
+    body.shrink_to_fit();
     Ok(Merged {
-        body: render(family, &items, input_bytes),
+        body,
         tasks: items.len(),
         duplicates,
     })
 }
 
-fn render(family: Family, entries: &[Item<'_>], input_bytes: usize) -> Vec<u8> {
+fn render(family: Family, entries: &[Item<'_>], input_bytes: usize, mut out: Vec<u8>) -> Vec<u8> {
     // The output is never larger than the inputs plus the per-entry wrapping.
-    let mut out = Vec::with_capacity(input_bytes + entries.len() * 24 + 16);
+    out.clear();
+    out.reserve(input_bytes + entries.len() * 24 + 16);
     match family {
         Family::Api => {
             out.push(b'{');

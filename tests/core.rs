@@ -797,6 +797,30 @@ mod merging {
     }
 
     #[test]
+    fn merging_into_a_prepared_buffer_gives_the_same_bytes() {
+        use vcproxy::merge::{merge_parsed_into, parse_body};
+        let vc1 = format!(r#"{{"x":{INFO_A},"y":{INFO_B}}}"#);
+        let vc2 = format!(r#"{{"w":{INFO_B},"x":{INFO_B}}}"#);
+        let inputs = [ub("vc1", &vc1), ub("vc2", &vc2)];
+        let parsed: Vec<_> = inputs
+            .iter()
+            .map(|i| parse_body(Family::Api, *i).unwrap())
+            .collect();
+        let plain = merge(Family::Api, &inputs, &MergeOptions::default()).unwrap();
+        for prepared in [Vec::new(), vec![b'#'; 10], vec![0u8; 1 << 16]] {
+            let m = merge_parsed_into(
+                Family::Api,
+                &inputs,
+                &parsed,
+                &MergeOptions::default(),
+                prepared,
+            )
+            .unwrap();
+            assert_eq!(m, plain);
+        }
+    }
+
+    #[test]
     fn merged_output_is_the_same_whatever_the_input_order() {
         let vc1 = format!(r#"{{"x":{INFO_A},"y":{INFO_B}}}"#);
         let vc2 = format!(r#"{{"w":{INFO_B}}}"#);
