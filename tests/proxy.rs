@@ -23,6 +23,19 @@ fn on_lists(faults: Faults) -> Faults {
     }
 }
 
+/// Three static simulators, the proxy in front (with `extra` configuration), and an
+/// administrator's session in `family`.
+async fn logged_in(extra: &str, family: Family) -> (Env, String) {
+    let env = Env::start(three_static(), extra, "").await;
+    let sid = env.http.session(family, ADMIN.0, ADMIN.1).await;
+    (env, sid)
+}
+
+/// A `/rest` query for one service's tasks.
+fn svc_query() -> String {
+    format!("filter_spec.services={SVC}")
+}
+
 fn three_static() -> Vec<vcproxy::sim::SimConfig> {
     vec![sim_config(120, 1), sim_config(90, 2), sim_config(60, 3)]
 }
@@ -302,8 +315,7 @@ async fn fifty_logins_by_one_user_open_one_backend_session_per_vcenter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn who_am_i_log_out_and_missing_sessions() {
-    let env = Env::start(three_static(), "", "").await;
-    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let (env, sid) = logged_in("", Family::Rest).await;
     let me = env
         .http
         .call(
@@ -355,8 +367,7 @@ async fn who_am_i_log_out_and_missing_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_filters_are_400_naming_the_parameter_and_nothing_goes_upstream() {
-    let env = Env::start(three_static(), "", "").await;
-    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let (env, sid) = logged_in("", Family::Rest).await;
     let before = env.upstream_total();
     let r = env
         .http
@@ -523,7 +534,7 @@ async fn a_client_that_disconnects_does_not_cancel_the_fan_out_for_others() {
     }
     let env = Env::start(sims, "", "").await;
     let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
-    let q = format!("filter_spec.services={SVC}");
+    let q = svc_query();
     // Client A gives up long before the vCenters answer.
     let a = tokio::time::timeout(Duration::from_millis(150), env.http.rest_list(&sid, &q)).await;
     assert!(a.is_err(), "client A disconnected");
@@ -537,14 +548,12 @@ async fn a_client_that_disconnects_does_not_cancel_the_fan_out_for_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_while_revalidate_answers_within_its_window_and_not_after() {
-    let env = Env::start(
-        three_static(),
+    let (env, sid) = logged_in(
         "[cache]\nttl = \"1s\"\nstale_while_revalidate = \"2s\"\nstale_if_error = \"0s\"",
-        "",
+        Family::Rest,
     )
     .await;
-    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
-    let q = format!("filter_spec.services={SVC}");
+    let q = svc_query();
     assert_eq!(env.http.rest_list(&sid, &q).await.cache(), "miss");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let r = env.http.rest_list(&sid, &q).await;
@@ -580,13 +589,7 @@ async fn stale_while_revalidate_answers_within_its_window_and_not_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_if_error_answers_within_its_window_and_not_after() {
-    let env = Env::start(
-        three_static(),
-        "[cache]\nttl = \"1s\"\nstale_while_revalidate = \"0s\"\nstale_if_error = \"2s\"\nerror_ttl = \"0s\"",
-        "",
-    )
-    .await;
-    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let (env, sid) = logged_in("[cache]\nttl = \"1s\"\nstale_while_revalidate = \"0s\"\nstale_if_error = \"2s\"\nerror_ttl = \"0s\"", Family::Api).await;
     let body = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
     let good = env.http.api_list(&sid, &body).await;
     assert_eq!((good.status.as_u16(), good.cache()), (200, "miss"));
@@ -613,8 +616,7 @@ async fn stale_if_error_answers_within_its_window_and_not_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_are_404_and_nothing_is_sent_upstream() {
-    let env = Env::start(three_static(), "", "").await;
-    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let (env, sid) = logged_in("", Family::Rest).await;
     let before = env.upstream_total();
     let cases: &[(Method, &str, &str)] = &[
         (
@@ -661,8 +663,7 @@ async fn unknown_paths_are_404_and_nothing_is_sent_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_cache_forces_a_fresh_fan_out() {
-    let env = Env::start(three_static(), "", "").await;
-    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let (env, sid) = logged_in("", Family::Rest).await;
     let q = format!("/rest/cis/tasks?filter_spec.services={SVC}");
     let h = [("vmware-api-session-id", sid.as_str())];
     assert_eq!(
@@ -687,14 +688,12 @@ async fn no_cache_forces_a_fresh_fan_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_backend_sessions_are_renewed_once_transparently() {
-    let env = Env::start(
-        three_static(),
+    let (env, sid) = logged_in(
         "[cache]\nttl = \"1ms\"\nstale_while_revalidate = \"0s\"",
-        "",
+        Family::Rest,
     )
     .await;
-    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
-    let q = format!("filter_spec.services={SVC}");
+    let q = svc_query();
     assert_eq!(env.http.rest_list(&sid, &q).await.status, 200);
     for s in &env.sims {
         assert_eq!(s.expire_sessions(), 1);
@@ -710,8 +709,7 @@ async fn expired_backend_sessions_are_renewed_once_transparently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_mode_merges_what_answered_and_names_the_rest() {
-    let env = Env::start(three_static(), "[merge]\npartial = true", "").await;
-    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let (env, sid) = logged_in("[merge]\npartial = true", Family::Api).await;
     env.sims[2]
         .set_faults(on_lists(Faults {
             error_rate: 1.0,
@@ -739,9 +737,8 @@ async fn partial_mode_merges_what_answered_and_names_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_metrics_health_and_purge() {
-    let env = Env::start(three_static(), "", "").await;
-    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
-    let q = format!("filter_spec.services={SVC}");
+    let (env, sid) = logged_in("", Family::Rest).await;
+    let q = svc_query();
     env.http.rest_list(&sid, &q).await;
     env.http.rest_list(&sid, &q).await;
     assert_eq!(
@@ -981,7 +978,7 @@ async fn service_account_mode_logs_clients_in_locally_and_shares_one_backend_ses
             "one service-account session per vCenter"
         );
     }
-    let q = format!("filter_spec.services={SVC}");
+    let q = svc_query();
     let a = env.http.rest_list(&alice, &q).await;
     let b = env.http.rest_list(&bob, &q).await;
     assert_eq!((a.status.as_u16(), b.status.as_u16()), (200, 200));
@@ -1006,13 +1003,11 @@ async fn service_account_mode_logs_clients_in_locally_and_shares_one_backend_ses
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_backend_sessions_close_after_the_timeout() {
-    let env = Env::start(
-        three_static(),
+    let (env, sid) = logged_in(
         "[auth]\nclient_session_idle = \"300ms\"\nbackend_idle_timeout = \"300ms\"",
-        "",
+        Family::Rest,
     )
     .await;
-    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
     assert!(env.sims.iter().all(|s| s.stats().sessions_open == 1));
     let mut closed = false;
     for _ in 0..100 {
@@ -1150,9 +1145,8 @@ async fn session_ids_and_passwords_never_reach_the_logs() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let env = Env::start(three_static(), "", "").await;
-    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
-    let q = format!("filter_spec.services={SVC}");
+    let (env, sid) = logged_in("", Family::Rest).await;
+    let q = svc_query();
     assert_eq!(env.http.rest_list(&sid, &q).await.status, 200);
     assert_eq!(env.http.rest_list(&sid, &q).await.cache(), "hit");
     for s in &env.sims {
@@ -1413,7 +1407,7 @@ async fn serve_finishes_requests_in_flight_and_logs_out_on_sigterm() {
     assert!(sims.iter().all(|s| s.stats().sessions_open == 1));
 
     // A slow List Tasks is in flight when SIGTERM arrives...
-    let q = format!("filter_spec.services={SVC}");
+    let q = svc_query();
     let in_flight = {
         let http = http.clone();
         let sid = sid.clone();
