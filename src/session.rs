@@ -482,20 +482,6 @@ impl Sessions {
         self.clients.invalidate_all();
     }
 
-    /// How many vCenter sessions are open, per vCenter (for tests and `check`).
-    pub async fn open_backend_sessions(&self) -> Vec<usize> {
-        let principals: Vec<Arc<Principal>> = lock(&self.principals).values().cloned().collect();
-        let mut counts = vec![0; self.backends.len()];
-        for p in principals {
-            for (i, s) in p.backends.lock().await.iter().enumerate() {
-                if s.is_some() {
-                    counts[i] += 1;
-                }
-            }
-        }
-        counts
-    }
-
     pub fn settings(&self) -> &SessionSettings {
         &self.settings
     }
