@@ -101,12 +101,31 @@ impl MergeError {
 /// arrives, while other vCenters are still answering, and kept beside the body: the
 /// fan-out parses each answer as it lands, and only the last one's parse, the sort
 /// and the copy remain after the slowest vCenter.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ParsedBody {
     entries: Vec<Located>,
 }
 
 impl ParsedBody {
+    /// `entries` of `body`, sorted by id; stable, so that of two equal ids the first
+    /// in the body stays first. Sorting each body as it is read leaves the merge
+    /// after the slowest vCenter sorted runs to combine, which the standard library's
+    /// stable sort does in about one comparison per task.
+    fn sorted(mut entries: Vec<Located>, body: &[u8]) -> ParsedBody {
+        fn id<'a>(l: &'a Located, body: &'a [u8]) -> &'a [u8] {
+            match &l.id {
+                IdAt::Span(r) => &body[r.clone()],
+                IdAt::Decoded(s) => s.as_bytes(),
+            }
+        }
+        entries.sort_by(|a, b| {
+            a.prefix
+                .cmp(&b.prefix)
+                .then_with(|| id(a, body).cmp(id(b, body)))
+        });
+        ParsedBody { entries }
+    }
+
     /// How many tasks the body holds.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -117,13 +136,28 @@ impl ParsedBody {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Located {
     id: IdAt,
+    /// The id's first bytes, see [`sort_prefix`]; taken while the body is hot in
+    /// the cache from being read.
+    prefix: u64,
     info: Range<usize>,
 }
 
-#[derive(Debug, Clone)]
+/// The first 8 bytes of `id`, big-endian, zero-padded: comparing two prefixes orders
+/// two ids as comparing the ids would, or ties. Sorting 3000 tasks by prefix first
+/// keeps nearly every comparison inside the sort's own array: comparing the ids
+/// themselves reads them from three ~1 MB bodies, and those cache misses made the
+/// sort the largest step of a merge (~0.3 ms of ~0.5 ms, measured in the proxy).
+fn sort_prefix(id: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = id.len().min(8);
+    bytes[..n].copy_from_slice(&id[..n]);
+    u64::from_be_bytes(bytes)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum IdAt {
     /// The id's text in the body, between the quotes; it had no escapes.
     Span(Range<usize>),
@@ -155,23 +189,264 @@ pub fn parse_body(family: Family, input: UpstreamBody<'_>) -> Result<ParsedBody,
     .and_then(|()| de.end())
     .map_err(|e| malformed(e.to_string()))?;
 
-    let base = text.as_ptr() as usize;
-    let span = |s: &str| {
-        let start = s.as_ptr() as usize - base;
-        start..start + s.len()
-    };
-    Ok(ParsedBody {
-        entries: entries
-            .into_iter()
-            .map(|e| Located {
-                id: match e.id {
-                    Cow::Borrowed(s) => IdAt::Span(span(s)),
-                    Cow::Owned(s) => IdAt::Decoded(s.into_boxed_str()),
-                },
-                info: span(e.info.get()),
-            })
-            .collect(),
-    })
+    Ok(ParsedBody::sorted(
+        entries.into_iter().map(|e| e.locate(input.body)).collect(),
+        input.body,
+    ))
+}
+
+impl Entry<'_> {
+    /// Where this task sits in `body`, the buffer it was read from.
+    fn locate(self, body: &[u8]) -> Located {
+        let base = body.as_ptr() as usize;
+        let span = |s: &str| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        Located {
+            prefix: sort_prefix(self.id.as_bytes()),
+            id: match self.id {
+                Cow::Borrowed(s) => IdAt::Span(span(s)),
+                Cow::Owned(s) => IdAt::Decoded(s.into_boxed_str()),
+            },
+            info: span(self.info.get()),
+        }
+    }
+}
+
+/// Reads one vCenter's List Tasks answer while it is still arriving.
+///
+/// Call [`feed`](Self::feed) with everything received so far after each chunk: it
+/// reads every task whose bytes are all in, so when the last byte lands only the
+/// last chunk's tasks are left to read, instead of the whole answer. (A 1000-task
+/// answer is about 1 MB; reading it whole took ~0.5 ms after the slowest vCenter.)
+///
+/// It follows the shape vCenter sends, `{"value":[{"key":..,"value":..},..]}` or
+/// `{"<id>":{..},..}` with any whitespace, and reads each task with the same code as
+/// [`parse_body`]. On anything else (a member name spelled with escapes, a syntax
+/// error, bytes after the end) it stops and [`finish`](Self::finish) reads the whole
+/// body with [`parse_body`], so the result, or the error, is `parse_body`'s. (One
+/// difference: serde_json's nesting limit of 128 counts from each task here, from
+/// the body's start there, so a task nested 126 deep is read here and refused there.)
+#[derive(Debug)]
+pub struct StreamParser {
+    family: Family,
+    /// The first byte not yet read.
+    pos: usize,
+    /// Do not try again before the body is this long: a task cut by a chunk's end is
+    /// read again from its start, so retries wait until the unread tail has doubled,
+    /// which keeps the work linear however small the chunks.
+    resume_at: usize,
+    state: StreamState,
+    entries: Vec<Located>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamState {
+    /// Before the opening `{"value":[` (`/rest`) or `{` (`/api`).
+    Open,
+    /// Inside the list: a task or the list's end comes next; after a task, with a
+    /// comma first.
+    Tasks { first: bool },
+    /// `/rest`, after `]`: the closing `}` comes next.
+    CloseObject,
+    /// The answer is complete; only whitespace may follow.
+    Done,
+    /// Not the expected shape: [`StreamParser::finish`] reads the whole body.
+    GaveUp,
+}
+
+/// Why a step could not complete.
+enum Stop {
+    /// The bytes received so far end inside it: wait for more.
+    NeedMore,
+    /// Not the expected shape: leave the body to `parse_body`.
+    GiveUp,
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\t' | b'\r')
+}
+
+fn skip_ws(buf: &[u8], mut pos: usize) -> usize {
+    while pos < buf.len() && is_ws(buf[pos]) {
+        pos += 1;
+    }
+    pos
+}
+
+/// `token` at `pos` (after whitespace): the position after it.
+fn expect(buf: &[u8], pos: usize, token: &[u8]) -> Result<usize, Stop> {
+    let pos = skip_ws(buf, pos);
+    let have = &buf[pos..];
+    if have.starts_with(token) {
+        Ok(pos + token.len())
+    } else if token.starts_with(have) {
+        Err(Stop::NeedMore)
+    } else {
+        Err(Stop::GiveUp)
+    }
+}
+
+/// Reads one self-delimited JSON value of type `T` starting at `pos` (no whitespace
+/// before it): the value and the position after it.
+fn read_value<'de, T: de::Deserialize<'de>>(
+    buf: &'de [u8],
+    pos: usize,
+) -> Result<(T, usize), Stop> {
+    let mut values = serde_json::Deserializer::from_slice(&buf[pos..]).into_iter::<T>();
+    match values.next() {
+        Some(Ok(value)) => Ok((value, pos + values.byte_offset())),
+        Some(Err(e)) if e.is_eof() => Err(Stop::NeedMore),
+        Some(Err(_)) => Err(Stop::GiveUp),
+        None => Err(Stop::NeedMore),
+    }
+}
+
+/// A `/rest` list entry, read by [`RestEntrySeed`].
+struct RestTask<'de>(Entry<'de>);
+
+impl<'de> de::Deserialize<'de> for RestTask<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RestEntrySeed.deserialize(d).map(RestTask)
+    }
+}
+
+impl StreamParser {
+    pub fn new(family: Family) -> StreamParser {
+        StreamParser {
+            family,
+            pos: 0,
+            resume_at: 0,
+            state: StreamState::Open,
+            entries: Vec::new(),
+        }
+    }
+
+    /// How many tasks have been read so far (none once it has given up).
+    pub fn tasks_read(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it stopped reading as the body arrived (the shape was not the
+    /// expected one); [`finish`](Self::finish) will read the whole body.
+    pub fn gave_up(&self) -> bool {
+        self.state == StreamState::GaveUp
+    }
+
+    /// Reads what `received` (the whole body so far; each call extends the last)
+    /// completes.
+    pub fn feed(&mut self, received: &[u8]) {
+        if received.len() < self.resume_at {
+            return;
+        }
+        loop {
+            match self.step(received) {
+                Ok(()) => {}
+                Err(Stop::NeedMore) => {
+                    let unread = received.len() - self.pos;
+                    self.resume_at = received.len() + unread.max(1);
+                    return;
+                }
+                Err(Stop::GiveUp) => {
+                    self.state = StreamState::GaveUp;
+                    self.entries = Vec::new();
+                    return;
+                }
+            }
+            if self.state == StreamState::Done {
+                return;
+            }
+        }
+    }
+
+    /// The answer, once `input.body` is complete: what was read as it arrived, or, if
+    /// reading it that way gave up, [`parse_body`]'s reading of the whole body.
+    pub fn finish(mut self, input: UpstreamBody<'_>) -> Result<ParsedBody, MergeError> {
+        self.resume_at = 0;
+        self.feed(input.body);
+        let complete =
+            self.state == StreamState::Done && input.body[self.pos..].iter().all(|&b| is_ws(b));
+        if complete {
+            Ok(ParsedBody::sorted(self.entries, input.body))
+        } else {
+            parse_body(self.family, input)
+        }
+    }
+
+    fn step(&mut self, buf: &[u8]) -> Result<(), Stop> {
+        let close = match self.family {
+            Family::Rest => b']',
+            Family::Api => b'}',
+        };
+        match self.state {
+            StreamState::Open => {
+                self.pos = match self.family {
+                    Family::Rest => [&b"{"[..], b"\"value\"", b":", b"["]
+                        .iter()
+                        .try_fold(self.pos, |pos, token| expect(buf, pos, token))?,
+                    Family::Api => expect(buf, self.pos, b"{")?,
+                };
+                self.state = StreamState::Tasks { first: true };
+            }
+            StreamState::Tasks { first } => {
+                let mut pos = skip_ws(buf, self.pos);
+                match buf.get(pos) {
+                    None => return Err(Stop::NeedMore),
+                    Some(&b) if b == close => {
+                        self.pos = pos + 1;
+                        self.state = match self.family {
+                            Family::Rest => StreamState::CloseObject,
+                            Family::Api => StreamState::Done,
+                        };
+                        return Ok(());
+                    }
+                    Some(_) if !first => pos = skip_ws(buf, expect(buf, pos, b",")?),
+                    Some(_) => {}
+                }
+                if pos == buf.len() {
+                    return Err(Stop::NeedMore);
+                }
+                let (task, end) = self.read_task(buf, pos)?;
+                self.entries.push(task.locate(buf));
+                self.pos = end;
+                self.state = StreamState::Tasks { first: false };
+            }
+            StreamState::CloseObject => {
+                self.pos = expect(buf, self.pos, b"}")?;
+                self.state = StreamState::Done;
+            }
+            StreamState::Done => {}
+            StreamState::GaveUp => return Err(Stop::GiveUp),
+        }
+        Ok(())
+    }
+
+    /// One task starting at `pos`: all of it, or nothing.
+    fn read_task<'b>(&self, buf: &'b [u8], pos: usize) -> Result<(Entry<'b>, usize), Stop> {
+        match self.family {
+            Family::Rest => {
+                let (RestTask(task), end) = read_value(buf, pos)?;
+                Ok((task, end))
+            }
+            Family::Api => {
+                if buf[pos] != b'"' {
+                    return Err(Stop::GiveUp);
+                }
+                let (Id(id), after_id) = read_value(buf, pos)?;
+                let colon = expect(buf, after_id, b":")?;
+                let start = skip_ws(buf, colon);
+                if start == buf.len() {
+                    return Err(Stop::NeedMore);
+                }
+                let (info, end) = read_value::<&RawValue>(buf, start)?;
+                if !info.get().starts_with('{') {
+                    return Err(Stop::GiveUp);
+                }
+                Ok((Entry { id, info }, end))
+            }
+        }
+    }
 }
 
 /// Merges `inputs`, all in `family`, into one body in the same family.
@@ -189,9 +464,14 @@ pub fn merge(
 
 /// A task ready to sort and write: its id and info, borrowed from its body.
 struct Item<'a> {
-    id: &'a str,
-    /// The id arrived escaped, so it must be escaped again when written.
-    escape: bool,
+    /// [`sort_prefix`] of `id`.
+    prefix: u64,
+    /// The id's UTF-8 bytes. Kept as bytes so that making an item does not read the
+    /// id (byte order is `str` order): the sort reads it only on a prefix tie.
+    id: &'a [u8],
+    /// The id arrived escaped (this is it decoded), so it must be escaped again when
+    /// written.
+    escaped: Option<&'a str>,
     info: &'a [u8],
     source: usize,
 }
@@ -223,17 +503,15 @@ pub fn merge_parsed_into(
     for (source, (input, p)) in inputs.iter().zip(parsed).enumerate() {
         input_bytes += input.body.len();
         for e in &p.entries {
-            let (id, escape) = match &e.id {
+            let (id, escaped) = match &e.id {
                 // The span was cut from validated UTF-8 at character boundaries.
-                IdAt::Span(r) => (
-                    std::str::from_utf8(&input.body[r.clone()]).unwrap_or(""),
-                    false,
-                ),
-                IdAt::Decoded(s) => (&**s, true),
+                IdAt::Span(r) => (&input.body[r.clone()], None),
+                IdAt::Decoded(s) => (s.as_bytes(), Some(&**s)),
             };
             items.push(Item {
+                prefix: e.prefix,
                 id,
-                escape,
+                escaped,
                 info: &input.body[e.info.clone()],
                 source,
             });
@@ -242,13 +520,13 @@ pub fn merge_parsed_into(
 
     // Stable: equal ids keep input order, so the first vCenter in config order wins,
     // and within one body the first occurrence wins.
-    items.sort_by(|a, b| a.id.cmp(b.id));
+    items.sort_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| a.id.cmp(b.id)));
     let mut duplicates = Vec::new();
     items.dedup_by(|later, kept| {
-        let same = later.id == kept.id;
+        let same = later.prefix == kept.prefix && later.id == kept.id;
         if same {
             duplicates.push(Duplicate {
-                task: later.id.to_owned(),
+                task: String::from_utf8_lossy(later.id).into_owned(),
                 kept: kept.source,
                 dropped: later.source,
             });
@@ -316,12 +594,13 @@ impl Item<'_> {
     /// characters only escaped): copy it. Only ids that arrived escaped go through
     /// the escaper.
     fn write_id(&self, out: &mut Vec<u8>) {
-        if self.escape {
-            crate::vapi_error::write_json_str(out, self.id);
-        } else {
-            out.push(b'"');
-            out.extend_from_slice(self.id.as_bytes());
-            out.push(b'"');
+        match self.escaped {
+            Some(id) => crate::vapi_error::write_json_str(out, id),
+            None => {
+                out.push(b'"');
+                out.extend_from_slice(self.id);
+                out.push(b'"');
+            }
         }
     }
 }
@@ -485,5 +764,30 @@ impl<'de> Visitor<'de> for RestEntrySeed {
             (None, _) => Err(de::Error::custom("an entry has no \"key\"")),
             (_, None) => Err(de::Error::custom("an entry has no \"value\"")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sort_prefix;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Ordering by prefix, then by the whole id, is ordering by the id.
+        #[test]
+        fn prefix_first_orders_like_the_ids(a in "[\\x00-\\x7f\u{e9}\u{1f600}]{0,12}", b in "[\\x00-\\x7f\u{e9}\u{1f600}]{0,12}") {
+            let by_prefix = sort_prefix(a.as_bytes())
+                .cmp(&sort_prefix(b.as_bytes()))
+                .then_with(|| a.cmp(&b));
+            prop_assert_eq!(by_prefix, a.cmp(&b));
+        }
+    }
+
+    #[test]
+    fn prefixes_of_ids_sharing_eight_bytes_tie() {
+        assert_eq!(sort_prefix(b"abcdefgh-1"), sort_prefix(b"abcdefgh-2"));
+        assert!(sort_prefix(b"ab") < sort_prefix(b"ab\x01"));
+        assert_eq!(sort_prefix(b"ab"), sort_prefix(b"ab\0"));
+        assert_eq!(sort_prefix(b""), 0);
     }
 }

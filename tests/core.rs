@@ -1009,3 +1009,194 @@ mod merging {
         assert!(e.to_string().contains("UTF-8"), "{e}");
     }
 }
+
+// ----- reading answers as they arrive -----------------------------------------------
+
+mod streaming {
+    use proptest::prelude::*;
+    use vcproxy::merge::{parse_body, MergeError, ParsedBody, StreamParser, UpstreamBody};
+    use vcproxy::Family;
+
+    fn ub(body: &[u8]) -> UpstreamBody<'_> {
+        UpstreamBody {
+            vcenter: "vc1",
+            body,
+        }
+    }
+
+    /// `body` fed in pieces ending at `cuts` (ascending), then finished.
+    fn streamed(family: Family, body: &[u8], cuts: &[usize]) -> Result<ParsedBody, MergeError> {
+        let mut reader = StreamParser::new(family);
+        for &cut in cuts {
+            reader.feed(&body[..cut.min(body.len())]);
+        }
+        reader.finish(ub(body))
+    }
+
+    /// The result `parse_body` gives, for every way of cutting `body` into two
+    /// pieces and for one-byte pieces.
+    fn check_every_cut(family: Family, body: &str) {
+        let body = body.as_bytes();
+        let whole = parse_body(family, ub(body));
+        for cut in 0..=body.len() {
+            assert_eq!(
+                streamed(family, body, &[cut]),
+                whole,
+                "cut at {cut}: {body:?}"
+            );
+        }
+        let bytes: Vec<usize> = (1..=body.len()).collect();
+        assert_eq!(streamed(family, body, &bytes), whole, "byte by byte");
+    }
+
+    const INFO: &str = r#"{"service":"s","status":"RUNNING","params":[{"key":"vm","value":{"s":"a\"}b"}}],"n":[1,-2.5e3,true,null]}"#;
+
+    #[test]
+    fn every_cut_reads_like_the_whole_body() {
+        let rest = [
+            format!(r#"{{"value":[{{"key":"a","value":{INFO}}},{{"value":{INFO},"key":"b"}}]}}"#),
+            format!("  {{ \"value\" :\n[ {{\"key\":\"a\\u0041\",\"value\":{INFO}}} ,\t{{\"key\":\"c\",\"value\":{{}}}} ] }}\r\n"),
+            r#"{"value":[]}"#.to_owned(),
+            // Shapes the streaming reader leaves to parse_body:
+            format!(r#"{{"\u0076alue":[{{"key":"a","value":{INFO}}}]}}"#),
+            // ... and malformed answers, whose errors must be parse_body's.
+            format!(r#"{{"value":[{{"key":"a","value":{INFO}}},]}}"#),
+            format!(r#"{{"value":[{{"key":"a","value":{INFO}}}]}} x"#),
+            r#"{"value":[{"key":"a","value":5}]}"#.to_owned(),
+            r#"{"value":[{"key":"a"}]}"#.to_owned(),
+            r#"{"value":[],"value":[]}"#.to_owned(),
+            r#"{"value":[{"key":"a","value":{}}"#.to_owned(),
+            "<html>oops</html>".to_owned(),
+            String::new(),
+        ];
+        for body in &rest {
+            check_every_cut(Family::Rest, body);
+        }
+        let api = [
+            format!(r#"{{"a":{INFO},"b":{INFO}}}"#),
+            format!("\n{{ \"a\\n\" : {INFO} , \"b\":{{}}\n}} "),
+            "{}".to_owned(),
+            format!(r#"{{"a":{INFO},"b":7}}"#),
+            format!(r#"{{"a":{INFO},}}"#),
+            format!(r#"{{"a":{INFO}}}}}"#),
+            format!(r#"{{"a" {INFO}}}"#),
+            r#"["a"]"#.to_owned(),
+        ];
+        for body in &api {
+            check_every_cut(Family::Api, body);
+        }
+    }
+
+    #[test]
+    fn tasks_are_read_before_the_body_is_complete() {
+        let tasks: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"key":"task-{i:03}","value":{INFO}}}"#))
+            .collect();
+        let body = format!(r#"{{"value":[{}]}}"#, tasks.join(","));
+        let half = body.len() / 2;
+        let mut reader = StreamParser::new(Family::Rest);
+        reader.feed(&body.as_bytes()[..half]);
+        assert!(
+            (45..=50).contains(&reader.tasks_read()),
+            "{} tasks read from half the body",
+            reader.tasks_read()
+        );
+        assert!(!reader.gave_up());
+        let parsed = reader.finish(ub(body.as_bytes())).unwrap();
+        assert_eq!(parsed.len(), 100);
+        assert_eq!(Ok(parsed), parse_body(Family::Rest, ub(body.as_bytes())));
+    }
+
+    #[test]
+    fn tiny_chunks_do_not_make_the_work_quadratic() {
+        // One 1 MB task arriving a byte at a time: reading it again from its start
+        // after every byte would scan ~5 * 10^11 bytes (hours; this test would not
+        // finish); the retry rule (wait until the unread tail has doubled) makes it
+        // about 20 attempts and 2 MB.
+        let big = "x".repeat(1 << 20);
+        let body = format!(r#"{{"value":[{{"key":"a","value":{{"s":"{big}"}}}}]}}"#);
+        let mut reader = StreamParser::new(Family::Rest);
+        for end in 1..=body.len() {
+            reader.feed(&body.as_bytes()[..end]);
+        }
+        assert!(!reader.gave_up());
+        // The last attempt may wait for more bytes than there are; finish reads them.
+        assert_eq!(reader.finish(ub(body.as_bytes())).unwrap().len(), 1);
+    }
+
+    fn ws() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just(""), Just(""), Just(" "), Just("\n\t"), Just("\r\n  ")]
+    }
+
+    fn task() -> impl Strategy<Value = (String, String)> {
+        (
+            "[a-z0-9:\\-]{1,12}|[a-z\"\\\\\u{e9}]{1,4}",
+            prop_oneof![
+                Just("{}".to_owned()),
+                Just(INFO.to_owned()),
+                "[a-z0-9 ]{0,20}".prop_map(|s| format!(r#"{{"m":"{s}","k":[{{}}]}}"#)),
+            ],
+        )
+            .prop_map(|(id, info)| (serde_json::to_string(&id).unwrap(), info))
+    }
+
+    prop_compose! {
+        /// A List Tasks answer with random whitespace, optionally damaged: a byte
+        /// replaced, or the end cut off.
+        fn answer()(
+            rest in any::<bool>(),
+            tasks in proptest::collection::vec((task(), ws(), ws()), 0..6),
+            pad in (ws(), ws(), ws()),
+            damage in proptest::option::weighted(0.3, (any::<prop::sample::Index>(), any::<u8>())),
+            cut in proptest::option::weighted(0.1, any::<prop::sample::Index>()),
+        ) -> (Family, Vec<u8>) {
+            let items: Vec<String> = tasks
+                .iter()
+                .map(|((id, info), a, b)| {
+                    if rest {
+                        format!(r#"{a}{{"key":{b}{id},"value":{a}{info}}}{b}"#)
+                    } else {
+                        format!("{a}{id}{b}:{a}{info}{b}")
+                    }
+                })
+                .collect();
+            let (p0, p1, p2) = pad;
+            let text = if rest {
+                format!(r#"{p0}{{{p1}"value"{p2}:{p0}[{}]{p1}}}{p2}"#, items.join(","))
+            } else {
+                format!("{p0}{{{}}}{p1}", items.join(","))
+            };
+            let mut body = text.into_bytes();
+            if let Some((at, byte)) = damage {
+                if !body.is_empty() {
+                    let i = at.index(body.len());
+                    body[i] = byte;
+                }
+            }
+            if let Some(at) = cut {
+                if !body.is_empty() {
+                    body.truncate(at.index(body.len()));
+                }
+            }
+            (if rest { Family::Rest } else { Family::Api }, body)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn streamed_reading_equals_whole_reading(
+            (family, body) in answer(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+            cuts.sort_unstable();
+            prop_assert_eq!(
+                streamed(family, &body, &cuts),
+                parse_body(family, ub(&body)),
+                "{:?}", String::from_utf8_lossy(&body)
+            );
+        }
+    }
+}
