@@ -10,9 +10,9 @@
 //! `service_unavailable` naming the vCenter.
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -147,6 +147,21 @@ impl Upstream {
         headers: &[(HeaderName, HeaderValue)],
         body: Option<Bytes>,
     ) -> Result<UpstreamResponse, TransportError> {
+        self.send_observed(method, path_and_query, headers, body, &mut |_| {})
+            .await
+    }
+
+    /// [`send`](Self::send), showing a 200 answer's body to `on_body` as it arrives:
+    /// after each chunk, with everything received so far. The fan-out reads List
+    /// Tasks answers this way while their last bytes are still on the way.
+    pub async fn send_observed(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Option<Bytes>,
+        on_body: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<UpstreamResponse, TransportError> {
         let uri = format!("{}{}", self.base_url, path_and_query);
         let mut builder = Request::builder().method(method).uri(&uri);
         for (name, value) in headers {
@@ -167,16 +182,35 @@ impl Upstream {
                     TransportError::Request(error_chain(&e))
                 }
             })?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_UPSTREAM_BODY)
-                .collect()
-                .await
-                .map_err(|e| TransportError::Body(error_chain(&*e)))?
-                .to_bytes();
+            let (parts, mut incoming) = response.into_parts();
+            let observe = parts.status == StatusCode::OK;
+            // One buffer, sized by Content-Length when given, so that the body is
+            // copied once and `on_body` always sees it contiguous.
+            let announced = parts
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                .unwrap_or(0);
+            let mut body = Vec::with_capacity(announced.min(MAX_UPSTREAM_BODY));
+            while let Some(frame) = incoming.frame().await {
+                let frame = frame.map_err(|e| TransportError::Body(error_chain(&e)))?;
+                let Ok(data) = frame.into_data() else {
+                    continue; // trailers
+                };
+                if body.len() + data.len() > MAX_UPSTREAM_BODY {
+                    return Err(TransportError::Body(format!(
+                        "the answer is larger than the limit of {MAX_UPSTREAM_BODY} bytes"
+                    )));
+                }
+                body.extend_from_slice(&data);
+                if observe {
+                    on_body(&body);
+                }
+            }
             Ok(UpstreamResponse {
                 status: parts.status,
                 content_type: parts.headers.get(CONTENT_TYPE).cloned(),
-                body,
+                body: Bytes::from(body),
             })
         };
         tokio::time::timeout(self.request_timeout, exchange)
