@@ -5,7 +5,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use vcproxy::filter::{parse_api, parse_rest, Limits};
-use vcproxy::merge::{merge, MergeOptions, UpstreamBody};
+use vcproxy::merge::{merge, merge_parsed, parse_body, MergeOptions, ParsedBody, UpstreamBody};
 use vcproxy::Family;
 
 /// A 20-parameter `/rest` query in the repeated-key style, with escapes, as a
@@ -152,5 +152,39 @@ fn merging(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, normalize, merging);
+/// The miss path's two steps, apart: reading one vCenter's 1000-task answer (done as
+/// each answer lands) and merging three read answers (done after the slowest).
+fn miss_steps(c: &mut Criterion) {
+    let family = Family::Rest;
+    let bodies: Vec<String> = (0..3).map(|vc| upstream_body(vc, 1000, family)).collect();
+    let names = ["vc1", "vc2", "vc3"];
+    let inputs: Vec<UpstreamBody> = bodies
+        .iter()
+        .zip(names)
+        .map(|(b, n)| UpstreamBody {
+            vcenter: n,
+            body: b.as_bytes(),
+        })
+        .collect();
+    let parsed: Vec<ParsedBody> = inputs
+        .iter()
+        .map(|i| parse_body(family, *i).unwrap())
+        .collect();
+    let opts = MergeOptions { max_tasks: None };
+    let mut g = c.benchmark_group("miss_3x1000");
+    g.sample_size(30);
+    g.throughput(Throughput::Bytes(bodies[0].len() as u64));
+    g.bench_function("parse_one_body", |b| {
+        b.iter(|| parse_body(family, black_box(inputs[0])).unwrap())
+    });
+    g.throughput(Throughput::Bytes(
+        bodies.iter().map(String::len).sum::<usize>() as u64,
+    ));
+    g.bench_function("merge_parsed_three", |b| {
+        b.iter(|| merge_parsed(family, black_box(&inputs), &parsed, &opts).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, normalize, merging, miss_steps);
 criterion_main!(benches);
