@@ -96,6 +96,9 @@ pub struct Entry {
     pub upstream: Option<HeaderValue>,
     /// The vCenters left out of a partial answer, for the `vcproxy-partial` header.
     pub partial: Option<HeaderValue>,
+    /// How long each vCenter and the merge took for this answer, as a
+    /// `Server-Timing` value; sent with the responses the fetch itself answered.
+    pub timing: Option<HeaderValue>,
     pub created: Instant,
 }
 
@@ -108,6 +111,7 @@ impl Entry {
             body,
             upstream: None,
             partial: None,
+            timing: None,
             created: Instant::now(),
         }
     }
@@ -445,6 +449,7 @@ mod tests {
             body: Bytes::from(vec![b'x'; bytes]),
             upstream: None,
             partial: None,
+            timing: None,
             created: Instant::now(),
         })
     }
@@ -514,6 +519,7 @@ mod tests {
                 body: Bytes::from_static(b"{}"),
                 upstream: None,
                 partial: None,
+                timing: None,
                 created: Instant::now(),
             })
         };
@@ -528,6 +534,7 @@ mod tests {
                 body: Bytes::from_static(b"{}"),
                 upstream: None,
                 partial: None,
+                timing: None,
                 created: Instant::now(),
             })
         };

@@ -13,7 +13,7 @@ use http::header::HeaderValue;
 use http::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::{debug, warn, Instrument};
 
@@ -96,6 +96,7 @@ impl UpstreamFailure {
             body,
             upstream: HeaderValue::from_str(&self.vcenter).ok(),
             partial: None,
+            timing: None,
             created: Instant::now(),
         }
     }
@@ -113,6 +114,37 @@ impl UpstreamFailure {
             Fetched::Answer(entry)
         }
     }
+}
+
+/// One vCenter's 200 answer, read.
+struct Answered {
+    /// The vCenter's index in the configuration.
+    index: usize,
+    body: Bytes,
+    parsed: ParsedBody,
+    /// From sending the request to the last byte of the answer (a re-login
+    /// included).
+    took: Duration,
+}
+
+/// A `Server-Timing` value (W3C Server Timing) for a merged answer: each vCenter's
+/// time, then the merge's, in milliseconds, e.g.
+/// `vcenter;desc=vc1;dur=54.12, vcenter;desc=vc2;dur=55.30, merge;dur=0.33`.
+/// Operators see which vCenter held an answer up; the load benchmark compares the
+/// proxy's answer with its slowest vCenter's on the same request. vCenter names are
+/// tokens (checked when the configuration is read), so they need no quoting.
+fn server_timing<'a>(
+    vcenters: impl Iterator<Item = (&'a str, Duration)>,
+    merge: Duration,
+) -> Option<HeaderValue> {
+    use std::fmt::Write as _;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut value = String::new();
+    for (name, took) in vcenters {
+        let _ = write!(value, "vcenter;desc={name};dur={:.2}, ", ms(took));
+    }
+    let _ = write!(value, "merge;dur={:.2}", ms(merge));
+    HeaderValue::from_str(&value).ok()
 }
 
 /// Precedence among failures: the client learns first what it can fix itself.
@@ -196,7 +228,7 @@ impl Fanout {
                     Err((i, UpstreamFailure::proxy(name, e)))
                 }
             };
-            if let (Ok((_, body, _)), false) = (&r, pending.is_empty()) {
+            if let (Ok(Answered { body, .. }), false) = (&r, pending.is_empty()) {
                 if out.capacity() == 0 {
                     // The first answer is in and others are still coming: make the
                     // merged answer's buffer now, sized like this answer times the
@@ -211,17 +243,19 @@ impl Fanout {
         // Back to configuration order: it decides ties between failures and
         // which copy of a duplicate task is kept.
         results.sort_by_key(|r| match r {
-            Ok((i, _, _)) | Err((i, _)) => *i,
+            Ok(Answered { index, .. }) | Err((index, _)) => *index,
         });
 
         let mut answers = Vec::with_capacity(results.len());
         let mut parsed: Vec<ParsedBody> = Vec::with_capacity(results.len());
+        let mut took = Vec::with_capacity(results.len());
         let mut failures = Vec::new();
         for r in results {
             match r {
-                Ok((i, body, p)) => {
-                    answers.push((i, body));
-                    parsed.push(p);
+                Ok(a) => {
+                    answers.push((a.index, a.body));
+                    parsed.push(a.parsed);
+                    took.push((a.index, a.took));
                 }
                 Err((_, f)) => failures.push(f),
             }
@@ -249,10 +283,11 @@ impl Fanout {
         let merge_started = Instant::now();
         match merge_parsed_into(family, &inputs, &parsed, &self.merge, out) {
             Ok(merged) => {
+                let merge_took = merge_started.elapsed();
                 debug!(
                     tasks = merged.tasks,
                     bytes = merged.body.len(),
-                    merge_us = merge_started.elapsed().as_micros() as u64,
+                    merge_us = merge_took.as_micros() as u64,
                     "merged"
                 );
                 for d in &merged.duplicates {
@@ -264,8 +299,13 @@ impl Fanout {
                         "task id reported by two vCenters"
                     );
                 }
+                let timing = server_timing(
+                    took.iter().map(|(i, d)| (backends[*i].upstream.name(), *d)),
+                    merge_took,
+                );
                 Fetched::Answer(Entry {
                     partial,
+                    timing,
                     ..Entry::json(StatusCode::OK, Bytes::from(merged.body))
                 })
             }
@@ -287,22 +327,29 @@ impl Fanout {
         method: http::Method,
         path: &str,
         body: Option<Bytes>,
-    ) -> Result<(usize, Bytes, ParsedBody), (usize, UpstreamFailure)> {
+    ) -> Result<Answered, (usize, UpstreamFailure)> {
         // Read the answer as it arrives, chunk by chunk, while its own last bytes
         // and slower vCenters are still on the way: after the slowest one's last
         // byte only its last chunk, the merge's sort and its copy remain.
         let mut reader = StreamParser::new(family);
+        let started = Instant::now();
         let body = self
             .ask(principal, i, family, method, path, body, &mut reader)
             .await
             .map_err(|f| (i, f))?;
+        let took = started.elapsed();
         let name = self.sessions.backends()[i].upstream.name();
         let input = UpstreamBody {
             vcenter: name,
             body: &body,
         };
         match reader.finish(input) {
-            Ok(parsed) => Ok((i, body, parsed)),
+            Ok(parsed) => Ok(Answered {
+                index: i,
+                body,
+                parsed,
+                took,
+            }),
             Err(e) => {
                 warn!(vcenter = %name, error = %e, "unreadable List Tasks answer");
                 self.metrics.upstream_error(name, "malformed");

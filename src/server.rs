@@ -37,6 +37,8 @@ use crate::vapi_error::{Family, VapiError};
 pub const CACHE_HEADER: HeaderName = HeaderName::from_static("vcproxy-cache");
 pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("vcproxy-upstream");
 pub const PARTIAL_HEADER: HeaderName = HeaderName::from_static("vcproxy-partial");
+/// How long each vCenter and the merge took, on the responses a fetch answered.
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
 type Body = Full<Bytes>;
 
@@ -490,6 +492,10 @@ fn entry_response(entry: &Entry, outcome: Option<Outcome>) -> Response<Body> {
     }
     if let Some(v) = &entry.partial {
         h.insert(PARTIAL_HEADER, v.clone());
+    }
+    // Timings describe the fetch: only the responses it answered carry them.
+    if let (Some(v), Some(Outcome::Miss | Outcome::Coalesced)) = (&entry.timing, outcome) {
+        h.insert(SERVER_TIMING, v.clone());
     }
     r
 }

@@ -685,6 +685,53 @@ async fn no_cache_forces_a_fresh_fan_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_answer_says_how_long_each_vcenter_and_the_merge_took() {
+    let (env, sid) = logged_in("", Family::Rest).await;
+    let q = format!("/rest/cis/tasks?filter_spec.services={SVC}");
+    let h = [("vmware-api-session-id", sid.as_str())];
+    let miss = env.http.call(Method::GET, &q, &h, None).await;
+    assert_eq!(miss.cache(), "miss");
+    let timing = miss
+        .header("server-timing")
+        .expect("Server-Timing on a miss");
+    // `vcenter;desc=vc1;dur=1.23, ..., merge;dur=0.05`, in configuration order.
+    let metrics: Vec<(String, f64)> = timing
+        .split(", ")
+        .map(|m| {
+            let parts: Vec<&str> = m.split(';').collect();
+            let dur = parts.last().and_then(|d| d.strip_prefix("dur=")).unwrap();
+            let name = match parts.as_slice() {
+                ["vcenter", desc, _] => desc.strip_prefix("desc=").unwrap().to_owned(),
+                [name, _] => (*name).to_owned(),
+                _ => panic!("unexpected metric {m:?} in {timing:?}"),
+            };
+            (name, dur.parse::<f64>().unwrap())
+        })
+        .collect();
+    let names: Vec<&str> = metrics.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["vc1", "vc2", "vc3", "merge"], "{timing}");
+    assert!(metrics.iter().all(|(_, d)| *d >= 0.0), "{timing}");
+    assert!(metrics[..3].iter().all(|(_, d)| *d > 0.0), "{timing}");
+    // A hit did not ask anyone: no timings, rather than the old fetch's.
+    let hit = env.http.call(Method::GET, &q, &h, None).await;
+    assert_eq!(hit.cache(), "hit");
+    assert_eq!(hit.header("server-timing"), None);
+    // An error passed through from a vCenter carries none either.
+    env.sims[1]
+        .set_faults(on_lists(Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        }))
+        .unwrap();
+    let q2 = format!("{q}&filter_spec.status=RUNNING");
+    let failed = env.http.call(Method::GET, &q2, &h, None).await;
+    assert_eq!(failed.status, 503);
+    assert_eq!(failed.header("vcproxy-upstream"), Some("vc2"));
+    assert_eq!(failed.header("server-timing"), None);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_backend_sessions_are_renewed_once_transparently() {
     let (env, sid) = logged_in(
         "[cache]\nttl = \"1ms\"\nstale_while_revalidate = \"0s\"",
