@@ -99,6 +99,10 @@ pub struct Entry {
     /// How long each vCenter and the merge took for this answer, as a
     /// `Server-Timing` value; sent with the responses the fetch itself answered.
     pub timing: Option<HeaderValue>,
+    /// Bytes allocated for `body` beyond its length (a merged answer rendered into a
+    /// buffer sized ahead of time keeps its slack rather than pay a reallocation
+    /// before the client is answered); weighed like the body.
+    pub spare: usize,
     pub created: Instant,
 }
 
@@ -112,6 +116,7 @@ impl Entry {
             upstream: None,
             partial: None,
             timing: None,
+            spare: 0,
             created: Instant::now(),
         }
     }
@@ -131,7 +136,7 @@ impl Entry {
     }
 
     fn weight(&self, key: &CacheKey) -> u32 {
-        let bytes = self.body.len() + key.request.len() + key.principal.len() + 160;
+        let bytes = self.body.len() + self.spare + key.request.len() + key.principal.len() + 160;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
@@ -435,6 +440,17 @@ impl Drop for FlightGuard<'_> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_entrys_weight_counts_its_spare_capacity() {
+        let k = key(1);
+        let plain = Entry::json(StatusCode::OK, Bytes::from_static(b"[]"));
+        let spare = Entry {
+            spare: 1000,
+            ..Entry::json(StatusCode::OK, Bytes::from_static(b"[]"))
+        };
+        assert_eq!(spare.weight(&k), plain.weight(&k) + 1000);
+    }
+
     fn key(i: usize) -> CacheKey {
         CacheKey {
             principal: "u".into(),
@@ -450,6 +466,7 @@ mod tests {
             upstream: None,
             partial: None,
             timing: None,
+            spare: 0,
             created: Instant::now(),
         })
     }
@@ -520,6 +537,7 @@ mod tests {
                 upstream: None,
                 partial: None,
                 timing: None,
+                spare: 0,
                 created: Instant::now(),
             })
         };
@@ -535,6 +553,7 @@ mod tests {
                 upstream: None,
                 partial: None,
                 timing: None,
+                spare: 0,
                 created: Instant::now(),
             })
         };

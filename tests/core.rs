@@ -817,6 +817,8 @@ mod merging {
             )
             .unwrap();
             assert_eq!(m, plain);
+            // A buffer far larger than the answer is given back, not kept in the cache.
+            assert!(m.body.capacity() - m.body.len() <= m.body.len() / 4);
         }
     }
 
