@@ -668,15 +668,23 @@ fn parse_wrk(out: &str) -> Option<WrkResult> {
     have_rps.then_some(r)
 }
 
-fn run_wrk(url: &str, sid: &str, secs: u64) -> Result<WrkResult, String> {
-    let out = Command::new("taskset")
-        .args(["-c", "1", "wrk", "-t1", "-c64"])
+/// wrk against `url` on core 1: 64 connections for `secs`. With `script`, a wrk Lua
+/// script (the paced runs' pause between requests).
+fn run_wrk(
+    url: &str,
+    sid: &str,
+    secs: u64,
+    script: Option<&std::path::Path>,
+) -> Result<WrkResult, String> {
+    let mut wrk = Command::new("taskset");
+    wrk.args(["-c", "1", "wrk", "-t1", "-c64"])
         .arg(format!("-d{secs}s"))
         .args(["--latency", "--timeout", "5s", "-H"])
-        .arg(format!("{SESSION}: {sid}"))
-        .arg(url)
-        .output()
-        .map_err(|e| format!("wrk: {e}"))?;
+        .arg(format!("{SESSION}: {sid}"));
+    if let Some(script) = script {
+        wrk.arg("-s").arg(script);
+    }
+    let out = wrk.arg(url).output().map_err(|e| format!("wrk: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
@@ -840,6 +848,7 @@ fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
     const NAME: &str = "hit path: rps (64 conns, 100-task /rest, 1 core)";
     const NAME_P50: &str = "hit path: p50 latency";
     const NAME_P99: &str = "hit path: p99 latency";
+    const NAME_PACED: &str = "hit path, paced (2 ms pause per connection): latency";
     const TARGET_RPS: &str = ">= nginx";
     const TARGET_P99: &str = "<= nginx";
     if !have("wrk") || !have("taskset") {
@@ -890,32 +899,57 @@ fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
         })
     });
 
+    // Saturated runs (the issue's): wrk as fast as it can. Then paced runs: each
+    // connection pauses 2 ms between requests, so both servers carry the same load
+    // and neither wrk nor the server's core is saturated (saturated, wrk itself uses
+    // ~98% of its core, and its latency figures include its own queueing).
+    let pace = std::env::temp_dir().join(format!("vcproxy-bench-pace-{}.lua", std::process::id()));
+    let paced = std::fs::write(&pace, "function delay()\n  return 2\nend\n").is_ok();
     let mut vc_runs = Vec::new();
     let mut ng_runs = Vec::new();
+    let mut vc_paced = Vec::new();
+    let mut ng_paced = Vec::new();
     let mut errors = Vec::new();
-    for _ in 0..s.hit_runs {
-        match run_wrk(&vc_url, &sid, s.hit_secs) {
-            Ok(r) => vc_runs.push(r),
-            Err(e) => errors.push(e),
+    let nginx_url = nginx.as_ref().ok().map(|(n, nsid, _)| {
+        (
+            format!("http://{}{}", n.addr, hit_path_query()),
+            nsid.clone(),
+        )
+    });
+    let runs = [
+        (None, &mut vc_runs, &mut ng_runs),
+        (Some(pace.as_path()), &mut vc_paced, &mut ng_paced),
+    ];
+    for (script, vc_out, ng_out) in runs {
+        if script.is_some() && !paced {
+            continue;
         }
-        if let Ok((n, nsid, _)) = &nginx {
-            match run_wrk(
-                &format!("http://{}{}", n.addr, hit_path_query()),
-                nsid,
-                s.hit_secs,
-            ) {
-                Ok(r) => ng_runs.push(r),
+        for _ in 0..s.hit_runs {
+            match run_wrk(&vc_url, &sid, s.hit_secs, script) {
+                Ok(r) => vc_out.push(r),
                 Err(e) => errors.push(e),
+            }
+            if let Some((url, nsid)) = &nginx_url {
+                match run_wrk(url, nsid, s.hit_secs, script) {
+                    Ok(r) => ng_out.push(r),
+                    Err(e) => errors.push(e),
+                }
             }
         }
     }
+    let _ = std::fs::remove_file(&pace);
     for e in &errors {
         eprintln!("hit path: {e}");
     }
-    for (who, runs) in [("vcproxy", &vc_runs), ("nginx", &ng_runs)] {
+    for (who, runs) in [
+        ("vcproxy", &vc_runs),
+        ("nginx", &ng_runs),
+        ("vcproxy paced", &vc_paced),
+        ("nginx paced", &ng_paced),
+    ] {
         for r in runs.iter() {
             eprintln!(
-                "hit path run: {who:<7} {:>9.0} rps  p50 {:.3} ms  p99 {:.3} ms  errors {}",
+                "hit path run: {who:<13} {:>9.0} rps  p50 {:.3} ms  p99 {:.3} ms  errors {}",
                 r.rps, r.p50_ms, r.p99_ms, r.errors
             );
         }
@@ -942,7 +976,7 @@ fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
                 med(&ng_runs, |r| r.p50_ms),
                 med(&ng_runs, |r| r.p99_ms),
             );
-            vec![
+            let mut rows = vec![
                 Row::new(
                     NAME,
                     vc_rps_s,
@@ -969,7 +1003,28 @@ fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
                     TARGET_P99,
                     Some(vc_p99 <= ng_p99),
                 ),
-            ]
+            ];
+            if !vc_paced.is_empty() && !ng_paced.is_empty() {
+                let (vr, vp50, vp99) = (
+                    med(&vc_paced, |r| r.rps),
+                    med(&vc_paced, |r| r.p50_ms),
+                    med(&vc_paced, |r| r.p99_ms),
+                );
+                let (nr, np50, np99) = (
+                    med(&ng_paced, |r| r.rps),
+                    med(&ng_paced, |r| r.p50_ms),
+                    med(&ng_paced, |r| r.p99_ms),
+                );
+                rows.push(Row::new(
+                    NAME_PACED,
+                    format!("p50 {vp50:.3} ms, p99 {vp99:.3} ms at {vr:.0} rps"),
+                    format!("p50 {np50:.3} ms, p99 {np99:.3} ms at {nr:.0} rps"),
+                    format!("{:.2}", vp99 / np99),
+                    "(info: p99 at equal load)",
+                    None,
+                ));
+            }
+            rows
         }
         (Err(e), _) => vec![
             Row::new(NAME, vc_rps_s, e.clone(), "", TARGET_RPS, None),
