@@ -1,7 +1,7 @@
 //! The load benchmark: simulated vCenters with realistic latency, vcproxy in front,
 //! load driven at it, and one table of results (issue 5).
 //!
-//! Run: `cargo bench --bench load` (about 4–5 minutes on 2 cores).
+//! Run: `cargo bench --bench load` (about 4 minutes on 2 cores).
 //! Quick run (shorter durations, fewer samples; not the issue's numbers):
 //! `VCPROXY_BENCH_QUICK=1 cargo bench --bench load`.
 //!
@@ -12,12 +12,15 @@
 //!   same answer from the same simulator set-up. Both servers get one core
 //!   (`taskset -c 0`, vcproxy as a child process of this bench on a one-worker tokio
 //!   runtime, nginx with one worker) and wrk the other (`taskset -c 1`, one thread).
-//!   Runs alternate between the two; medians of the runs. Needs `wrk` and `nginx`
-//!   (`benches/nginx/setup.sh`); a missing one is reported in its row.
+//!   Runs alternate between the two; medians of the runs. Then the same, paced (a
+//!   wrk Lua `delay()` of 2 ms per connection): latency at equal, unsaturated load.
+//!   Needs `wrk` and `nginx` (`benches/nginx/setup.sh`); a missing one is reported in
+//!   its row.
 //! * **Miss path**: 3 vCenters × 1000 tasks at 50 ms + up to 5 ms jitter; each sample
 //!   asks the proxy with `Cache-Control: no-cache` (a cold answer) and the three
 //!   simulators directly (concurrently, like the proxy's fan-out) for the same
-//!   question, and reports proxy latency − the slowest direct latency. The
+//!   question, and reports proxy latency − the slowest direct latency, and proxy
+//!   latency − the same request's slowest vCenter (from its `Server-Timing`). The
 //!   simulators, the proxy and the client run in three processes, as deployed;
 //!   a second row times the same answer served from the cache: the extra hop
 //!   alone, the floor under the overhead.
