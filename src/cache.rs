@@ -459,16 +459,7 @@ mod tests {
     }
 
     fn answer(bytes: usize) -> Fetched {
-        Fetched::Answer(Entry {
-            status: StatusCode::OK,
-            content_type: HeaderValue::from_static("application/json"),
-            body: Bytes::from(vec![b'x'; bytes]),
-            upstream: None,
-            partial: None,
-            timing: None,
-            spare: 0,
-            created: Instant::now(),
-        })
+        Fetched::Answer(Entry::json(StatusCode::OK, Bytes::from(vec![b'x'; bytes])))
     }
 
     #[test]
@@ -530,32 +521,20 @@ mod tests {
     async fn four_hundred_and_one_and_four_hundred_and_three_are_never_cached() {
         let cache = ResponseCache::new(CacheSettings::default());
         let private = || async {
-            Fetched::Private(Entry {
-                status: StatusCode::UNAUTHORIZED,
-                content_type: HeaderValue::from_static("application/json"),
-                body: Bytes::from_static(b"{}"),
-                upstream: None,
-                partial: None,
-                timing: None,
-                spare: 0,
-                created: Instant::now(),
-            })
+            Fetched::Private(Entry::json(
+                StatusCode::UNAUTHORIZED,
+                Bytes::from_static(b"{}"),
+            ))
         };
         let (_, o1) = cache.get_or_fetch(key(1), false, private).await.unwrap();
         let (_, o2) = cache.get_or_fetch(key(1), false, private).await.unwrap();
         assert_eq!((o1, o2), (Outcome::Miss, Outcome::Miss));
         // Other errors are answers, cached for error_ttl.
         let bad = || async {
-            Fetched::Answer(Entry {
-                status: StatusCode::BAD_REQUEST,
-                content_type: HeaderValue::from_static("application/json"),
-                body: Bytes::from_static(b"{}"),
-                upstream: None,
-                partial: None,
-                timing: None,
-                spare: 0,
-                created: Instant::now(),
-            })
+            Fetched::Answer(Entry::json(
+                StatusCode::BAD_REQUEST,
+                Bytes::from_static(b"{}"),
+            ))
         };
         let (_, o1) = cache.get_or_fetch(key(2), false, bad).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -117,6 +117,13 @@ impl UpstreamFailure {
     }
 }
 
+/// The request every vCenter is sent for one List Tasks question.
+struct Ask {
+    method: http::Method,
+    path: String,
+    body: Option<Bytes>,
+}
+
 /// One vCenter's 200 answer, read.
 struct Answered {
     /// The vCenter's index in the configuration.
@@ -194,8 +201,11 @@ impl Fanout {
         }
 
         let request = list.upstream();
-        let body = request.body.map(Bytes::from);
-        let path: Arc<str> = request.path_and_query.as_str().into();
+        let ask = Arc::new(Ask {
+            method: request.method,
+            path: request.path_and_query,
+            body: request.body.map(Bytes::from),
+        });
         // One task per vCenter: reading a 1000-task answer is ~0.5 ms of CPU, and in
         // one task the answers of vCenters that land close together would be read
         // one after another; as tasks they are read on all worker threads at once.
@@ -203,13 +213,8 @@ impl Fanout {
         let mut pending = JoinSet::new();
         let mut index_of = HashMap::with_capacity(backends.len());
         for i in 0..backends.len() {
-            let this = Arc::clone(self);
-            let (principal, method) = (principal.clone(), request.method.clone());
-            let (path, body) = (path.clone(), body.clone());
-            let task = async move {
-                this.ask_and_read(&principal, i, family, method, &path, body)
-                    .await
-            };
+            let (this, principal, ask) = (Arc::clone(self), principal.clone(), ask.clone());
+            let task = async move { this.ask_and_read(&principal, i, family, &ask).await };
             let handle = pending.spawn(task.in_current_span());
             index_of.insert(handle.id(), i);
         }
@@ -332,9 +337,7 @@ impl Fanout {
         principal: &Principal,
         i: usize,
         family: Family,
-        method: http::Method,
-        path: &str,
-        body: Option<Bytes>,
+        ask: &Ask,
     ) -> Result<Answered, (usize, UpstreamFailure)> {
         // Read the answer as it arrives, chunk by chunk, while its own last bytes
         // and slower vCenters are still on the way: after the slowest one's last
@@ -342,7 +345,7 @@ impl Fanout {
         let mut reader = StreamParser::new(family);
         let started = Instant::now();
         let body = self
-            .ask(principal, i, family, method, path, body, &mut reader)
+            .ask(principal, i, family, ask, &mut reader)
             .await
             .map_err(|f| (i, f))?;
         let took = started.elapsed();
@@ -368,15 +371,12 @@ impl Fanout {
 
     /// One vCenter: send with the pooled session; on 401 log in again once and retry.
     /// A 200 answer's body goes through `reader` as it arrives.
-    #[allow(clippy::too_many_arguments)]
     async fn ask(
         &self,
         principal: &Principal,
         index: usize,
         family: Family,
-        method: http::Method,
-        path: &str,
-        body: Option<Bytes>,
+        ask: &Ask,
         reader: &mut StreamParser,
     ) -> Result<Bytes, UpstreamFailure> {
         let upstream = &self.sessions.backends()[index].upstream;
@@ -391,14 +391,9 @@ impl Fanout {
                 Some(v) => {
                     let mut v = v.clone();
                     v.set_sensitive(true);
-                    self.send(
-                        index,
-                        method.clone(),
-                        path,
-                        &[(SESSION_HEADER, v)],
-                        body.clone(),
-                        &mut |received| reader.feed(received),
-                    )
+                    self.send(index, ask, &[(SESSION_HEADER, v)], &mut |received| {
+                        reader.feed(received)
+                    })
                     .await?
                 }
                 // No session (a re-login failed earlier): try to log in first.
@@ -434,17 +429,21 @@ impl Fanout {
     async fn send(
         &self,
         index: usize,
-        method: http::Method,
-        path: &str,
+        ask: &Ask,
         headers: &[(http::HeaderName, HeaderValue)],
-        body: Option<Bytes>,
         on_body: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<UpstreamResponse, UpstreamFailure> {
         let upstream = &self.sessions.backends()[index].upstream;
         let name = upstream.name();
         let started = Instant::now();
         match upstream
-            .send_observed(method, path, headers, body, on_body)
+            .send_observed(
+                ask.method.clone(),
+                &ask.path,
+                headers,
+                ask.body.clone(),
+                on_body,
+            )
             .await
         {
             Ok(r) => {

@@ -774,8 +774,28 @@ impl<'de> Visitor<'de> for RestEntrySeed {
 
 #[cfg(test)]
 mod tests {
-    use super::sort_prefix;
+    use super::{sort_prefix, StreamParser};
+    use crate::vapi_error::Family;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_task_cut_by_many_chunks_is_retried_a_logarithmic_number_of_times() {
+        // One 1 MB task arriving a byte at a time. Each retry reads the task again from
+        // its start; `resume_at` moves on every retry, so counting its moves counts
+        // the retries. Reading again after every byte would be ~10^6 retries.
+        let big = "x".repeat(1 << 20);
+        let body = format!(r#"{{"value":[{{"key":"a","value":{{"s":"{big}"}}}}]}}"#);
+        let mut reader = StreamParser::new(Family::Rest);
+        let mut retries = 0;
+        for end in 1..=body.len() {
+            let before = reader.resume_at;
+            reader.feed(&body.as_bytes()[..end]);
+            if reader.resume_at != before {
+                retries += 1;
+            }
+        }
+        assert!(retries <= 2 * 21 + 10, "{retries} retries for a 1 MB task");
+    }
 
     proptest! {
         /// Ordering by prefix, then by the whole id, is ordering by the id.
