@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 pub mod fanout;
 pub mod filter;
+pub mod head_first;
 pub mod listener;
 pub mod merge;
 pub mod metrics;

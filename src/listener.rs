@@ -2,16 +2,18 @@
 //!
 //! One place decides how vcproxy speaks HTTP: HTTP/1.1 and HTTP/2 on the same port
 //! (hyper-util's auto builder; over TLS the ALPN result decides, in clear text the
-//! connection preface), keep-alive, `TCP_NODELAY`, a header read timeout against
-//! slow clients, and graceful shutdown: when `shutdown` resolves the listener is
-//! closed at once, idle keep-alive connections are closed, and requests already in
-//! flight run to completion before [`serve`] returns.
+//! connection preface), keep-alive, `TCP_NODELAY`, large HTTP/1 answers' heads
+//! written ahead of their bodies in clear text ([`crate::head_first`]), a header
+//! read timeout against slow clients, and graceful shutdown: when `shutdown`
+//! resolves the listener is closed at once, idle keep-alive connections are closed,
+//! and requests already in flight run to completion before [`serve`] returns.
 //!
 //! Connection tasks live in a [`JoinSet`] owned by [`serve`]'s future, so a caller
 //! that cannot wait for slow requests forever can bound the drain with
 //! `tokio::time::timeout(grace, serve(..))`: dropping the future aborts whatever
 //! connections remain.
 
+use crate::head_first::HeadFirst;
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
 use hyper::{Request, Response};
@@ -156,7 +158,10 @@ pub async fn serve_with<M, S, B>(
         conns.spawn(async move {
             let _permit = permit;
             match acceptor {
-                None => serve_connection(&builder, TokioIo::new(stream), service, watcher).await,
+                None => {
+                    let io = TokioIo::new(HeadFirst::new(stream));
+                    serve_connection(&builder, io, service, watcher).await
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
