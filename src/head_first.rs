@@ -3,13 +3,13 @@
 //! hyper hands a response to the socket as one vectored write: head and body in one
 //! `writev`, so the head leaves in the body's first segment. nginx, serving the same
 //! cached answer with `sendfile`, writes the head first and the body after it. On
-//! Linux with BBR congestion control (this project's benchmark machine, and the
-//! default on many hosts), that difference alone changed the hit path's tail
-//! latency (`cargo bench --bench load`, 99 KB answers, 64 keep-alive connections,
-//! loopback; figures in `benches/RESULTS.md`):
+//! Linux with BBR congestion control (the default of this project's benchmark
+//! machine, and a common choice on servers), that difference alone changed the hit
+//! path's tail latency (`cargo bench --bench load`, 99 KB answers, 64 keep-alive
+//! connections, loopback; figures in `benches/RESULTS.md`):
 //!
 //! * head and body together: BBR's bandwidth estimate on some client connections
-//!   fell to 20–40 Gbit/s (`ss -ti`), so the kernel paced those answers, arming a
+//!   fell to 19–40 Gbit/s (`ss -ti`), so the kernel paced those answers, arming a
 //!   pacing timer per write (perf: ~20% of the proxy's CPU under the timer and
 //!   softirq code that goes with it), and the p99 was 1.4–1.6 ms at equal load
 //!   against nginx's 1.1–1.2 ms;
@@ -25,8 +25,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Bodies at least this long get their head written first (an HTTP/2 DATA frame,
-/// 16 KiB at most by default, never starts with a response head anyway).
+/// Bodies at least this long get their head written first. (HTTP/2 writes never
+/// qualify: they start with a frame header, not a response head.)
 pub const MIN_BODY: usize = 16 * 1024;
 
 /// A connection whose vectored writes send a complete HTTP/1 response head on its
