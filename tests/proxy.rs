@@ -40,6 +40,15 @@ fn three_static() -> Vec<vcproxy::sim::SimConfig> {
     vec![sim_config(120, 1), sim_config(90, 2), sim_config(60, 3)]
 }
 
+/// A `/rest` List Tasks query for every service the simulators know.
+fn every_service_query() -> String {
+    sim::service_ids()
+        .iter()
+        .map(|s| format!("filter_spec.services={s}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Ten spellings of one question in the /rest family.
 fn ten_encodings() -> Vec<(Option<String>, Option<String>)> {
     let q = |s: &str| (Some(s.to_owned()), None);
@@ -416,11 +425,7 @@ async fn vcenter_errors_pass_through_byte_for_byte_with_precedence() {
         "",
     )
     .await;
-    let broad_q: String = sim::service_ids()
-        .iter()
-        .map(|s| format!("filter_spec.services={s}"))
-        .collect::<Vec<_>>()
-        .join("&");
+    let broad_q = every_service_query();
     let broad_body =
         serde_json::json!({"filter_spec": {"services": sim::service_ids()}}).to_string();
     for family in [Family::Rest, Family::Api] {
@@ -989,11 +994,7 @@ async fn the_front_end_serves_tls_and_http2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_answers_arrive_whole_over_http1_and_http2() {
     let env = Env::start(three_static(), "", "").await;
-    let all: String = sim::service_ids()
-        .iter()
-        .map(|s| format!("filter_spec.services={s}"))
-        .collect::<Vec<_>>()
-        .join("&");
+    let all = every_service_query();
     let mut expected = std::collections::BTreeSet::new();
     for s in &env.sims {
         let d = direct_raw(s, Family::Rest, &all, "").await;
@@ -1424,11 +1425,7 @@ async fn the_demo_puts_three_simulators_behind_the_proxy() {
             vcproxy::demo::OPERATOR.1,
         )
         .await;
-    let all: String = sim::service_ids()
-        .iter()
-        .map(|s| format!("filter_spec.services={s}"))
-        .collect::<Vec<_>>()
-        .join("&");
+    let all = every_service_query();
     let a = rest_keys(&env.http.rest_list(&admin, &all).await.json());
     let o = rest_keys(&env.http.rest_list(&operator, &all).await.json());
     assert_eq!(a.len(), 450, "200 + 150 + 100 tasks");
