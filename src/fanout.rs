@@ -14,7 +14,7 @@ use http::StatusCode;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinSet;
+use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tracing::{debug, warn, Instrument};
 
 use crate::cache::{Entry, Fetched};
@@ -124,6 +124,9 @@ struct Ask {
     body: Option<Bytes>,
 }
 
+/// What one vCenter's task returns: its answer, or its index and why it failed.
+type VcenterResult = Result<Answered, (usize, UpstreamFailure)>;
+
 /// One vCenter's 200 answer, read.
 struct Answered {
     /// The vCenter's index in the configuration.
@@ -133,6 +136,29 @@ struct Answered {
     /// From sending the request to the last byte of the answer (a re-login
     /// included).
     took: Duration,
+}
+
+/// One vCenter's outcome, as its task returned it or, for a task that panicked
+/// (the set is never aborted while joined, so only a panic is an error here), a 503
+/// naming that vCenter: a bug in reading one answer fails that vCenter, not the
+/// process, and there is no vCenter answer to pass through.
+fn task_result<'a>(
+    joined: Result<(TaskId, VcenterResult), JoinError>,
+    index_of: &HashMap<TaskId, usize>,
+    name_of: impl Fn(usize) -> &'a str,
+) -> VcenterResult {
+    match joined {
+        Ok((_, r)) => r,
+        Err(e) => {
+            let i = index_of.get(&e.id()).copied().unwrap_or_default();
+            let name = name_of(i);
+            warn!(vcenter = %name, error = %e, "reading the vCenter's answer failed");
+            let e = VapiError::service_unavailable(format!(
+                "vcproxy failed while reading vCenter {name}'s answer."
+            ));
+            Err((i, UpstreamFailure::proxy(name, e)))
+        }
+    }
 }
 
 /// A `Server-Timing` value (W3C Server Timing) for a merged answer: each vCenter's
@@ -221,19 +247,7 @@ impl Fanout {
         let mut results = Vec::with_capacity(backends.len());
         let mut out = Vec::new();
         while let Some(joined) = pending.join_next_with_id().await {
-            let r = match joined {
-                Ok((_, r)) => r,
-                Err(e) => {
-                    // Only a panic gets here (the set is never aborted while joined).
-                    let i = index_of.get(&e.id()).copied().unwrap_or_default();
-                    let name = backends[i].upstream.name();
-                    warn!(vcenter = %name, error = %e, "reading the vCenter's answer failed");
-                    let e = VapiError::service_unavailable(format!(
-                        "vcproxy failed while reading vCenter {name}'s answer."
-                    ));
-                    Err((i, UpstreamFailure::proxy(name, e)))
-                }
-            };
+            let r = task_result(joined, &index_of, |i| backends[i].upstream.name());
             if let (Ok(Answered { body, .. }), false) = (&r, pending.is_empty()) {
                 if out.capacity() == 0 {
                     // The first answer is in and others are still coming: make the
@@ -509,6 +523,45 @@ mod tests {
         assert_eq!(pick(&[("a", 503), ("b", 500)]), ("a".into(), 503));
         assert_eq!(pick(&[("a", 500), ("b", 503)]), ("a".into(), 500));
         assert!(pick_failure(vec![]).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_vcenter_task_that_panics_becomes_that_vcenters_503() {
+        let mut set = JoinSet::new();
+        let mut index_of = HashMap::new();
+        let ok = set.spawn(async { Err::<Answered, _>((0, failure("vc1", 404))) });
+        index_of.insert(ok.id(), 0);
+        let panics = set.spawn(async {
+            if std::hint::black_box(true) {
+                panic!("a bug while reading");
+            }
+            Err::<Answered, _>((1, failure("vc2", 404)))
+        });
+        index_of.insert(panics.id(), 1);
+        let names = ["vc1", "vc2"];
+        let mut seen = Vec::new();
+        while let Some(joined) = set.join_next_with_id().await {
+            match task_result(joined, &index_of, |i| names[i]) {
+                Err((i, f)) => seen.push((i, f.vcenter.to_string(), f.into_entry(Family::Rest))),
+                Ok(_) => panic!("no task answered"),
+            }
+        }
+        seen.sort_by_key(|s| s.0);
+        // The task that returned is unchanged; the one that panicked is a 503 in the
+        // client's family naming its vCenter.
+        assert_eq!(
+            (seen[0].0, seen[0].1.as_str(), seen[0].2.status.as_u16()),
+            (0, "vc1", 404)
+        );
+        let (i, vc, entry) = &seen[1];
+        assert_eq!((*i, vc.as_str(), entry.status.as_u16()), (1, "vc2", 503));
+        let v: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();
+        assert_eq!(v["type"], "com.vmware.vapi.std.errors.service_unavailable");
+        assert!(v["value"]["messages"][0]["default_message"]
+            .as_str()
+            .unwrap()
+            .contains("vCenter vc2's answer"));
+        assert_eq!(entry.upstream.as_ref().unwrap(), "vc2");
     }
 
     #[test]
