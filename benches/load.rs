@@ -314,8 +314,6 @@ fn ten_encodings(svc: &str) -> Vec<RestQuery> {
     ]
 }
 
-/// Tasks in a `/rest` list answer (counted without building a JSON tree: the bench
-/// must stay cheap next to what it measures).
 /// The largest `vcenter` duration in a `Server-Timing` value, in milliseconds.
 fn slowest_vcenter_ms(timing: &str) -> Option<f64> {
     timing_durations(timing, "vcenter;").reduce(f64::max)
@@ -334,6 +332,8 @@ fn timing_durations<'a>(timing: &'a str, prefix: &'a str) -> impl Iterator<Item 
         .filter_map(|m| m.rsplit_once(";dur=")?.1.parse::<f64>().ok())
 }
 
+/// Tasks in a `/rest` list answer (counted without building a JSON tree: the bench
+/// must stay cheap next to what it measures).
 fn rest_count(body: &[u8]) -> Option<usize> {
     #[derive(serde::Deserialize)]
     struct List {

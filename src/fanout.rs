@@ -529,8 +529,8 @@ mod tests {
     async fn a_vcenter_task_that_panics_becomes_that_vcenters_503() {
         let mut set = JoinSet::new();
         let mut index_of = HashMap::new();
-        let ok = set.spawn(async { Err::<Answered, _>((0, failure("vc1", 404))) });
-        index_of.insert(ok.id(), 0);
+        let returns = set.spawn(async { Err::<Answered, _>((0, failure("vc1", 404))) });
+        index_of.insert(returns.id(), 0);
         let panics = set.spawn(async {
             if std::hint::black_box(true) {
                 panic!("a bug while reading");
