@@ -333,3 +333,128 @@ impl ServerCertVerifier for PinnedCert {
             .supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A vCenter stand-in on loopback that answers one request with `head`, then
+    /// the chunks `body` yields (chunked encoding, each written on its own), until
+    /// `body` ends or the client goes away.
+    async fn serve_once(
+        head: &'static str,
+        body: impl Iterator<Item = Vec<u8>> + Send + 'static,
+    ) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            read_request_head(&mut s).await;
+            s.write_all(head.as_bytes()).await.unwrap();
+            for chunk in body {
+                let framed =
+                    [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+                if s.write_all(&framed).await.is_err() {
+                    return; // the client stopped reading
+                }
+                s.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            let _ = s.write_all(b"0\r\n\r\n").await;
+        });
+        Upstream::new(&UpstreamSettings {
+            name: "vc1".into(),
+            base_url: format!("http://{addr}"),
+            ca_certs: Vec::new(),
+            pin_sha256: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_idle_connections: 1,
+        })
+        .unwrap()
+    }
+
+    async fn read_request_head(s: &mut TcpStream) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the client closed before sending a request");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    const CHUNKED_200: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+
+    #[tokio::test]
+    async fn a_200_answer_is_shown_as_it_grows_and_whole_at_the_end() {
+        let parts: Vec<Vec<u8>> = (0..20).map(|i| vec![b'a' + i; 1000]).collect();
+        let whole = parts.concat();
+        let upstream = serve_once(CHUNKED_200, parts.into_iter()).await;
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        let r = upstream
+            .send_observed(Method::GET, "/rest/cis/tasks", &[], None, &mut |b| {
+                seen.push(b.to_vec())
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(&r.body[..], &whole[..]);
+        // Every call sees a longer prefix of the answer; the last sees all of it.
+        assert!(!seen.is_empty());
+        for pair in seen.windows(2) {
+            assert!(pair[1].len() > pair[0].len());
+        }
+        for s in &seen {
+            assert_eq!(&s[..], &whole[..s.len()]);
+        }
+        assert_eq!(seen.last().unwrap(), &whole);
+    }
+
+    #[tokio::test]
+    async fn other_statuses_are_read_but_not_shown() {
+        let upstream = serve_once(
+            "HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\n\r\n",
+            std::iter::once(br#"{"type":"com.vmware.vapi.std.errors.not_found"}"#.to_vec()),
+        )
+        .await;
+        let mut calls = 0;
+        let r = upstream
+            .send_observed(Method::GET, "/rest/cis/tasks", &[], None, &mut |_| {
+                calls += 1
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            &r.body[..],
+            br#"{"type":"com.vmware.vapi.std.errors.not_found"}"#
+        );
+        assert_eq!(calls, 0);
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_size_limit_is_refused() {
+        // An endless answer: reading stops at the limit, with a body error.
+        let upstream = serve_once(CHUNKED_200, std::iter::repeat(vec![b' '; 1 << 20])).await;
+        let mut largest = 0;
+        let e = upstream
+            .send_observed(Method::GET, "/rest/cis/tasks", &[], None, &mut |b| {
+                largest = b.len()
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, TransportError::Body(m) if m.contains("larger than the limit")),
+            "{e}"
+        );
+        assert!(largest <= MAX_UPSTREAM_BODY, "{largest} bytes held");
+        assert!(
+            largest >= MAX_UPSTREAM_BODY - (1 << 20),
+            "stopped early at {largest}"
+        );
+    }
+}
