@@ -4,8 +4,10 @@
 //! Run: `cargo bench --bench core`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use vcproxy::filter::{parse_api, parse_rest, Limits};
-use vcproxy::merge::{merge, merge_parsed, parse_body, MergeOptions, ParsedBody, UpstreamBody};
+use vcproxy::protocol::filter::{parse_api, parse_rest, Limits};
+use vcproxy::protocol::merge::{
+    merge, merge_parsed, parse_body, MergeOptions, ParsedBody, UpstreamBody,
+};
 use vcproxy::Family;
 
 /// A 20-parameter `/rest` query in the repeated-key style, with escapes, as a

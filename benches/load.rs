@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
 use vcproxy::config::Config;
-use vcproxy::server::Proxy;
+use vcproxy::proxy::server::Proxy;
 use vcproxy::sim::{self, Endpoint, Faults, SimConfig, SimHandle};
 
 const HIT_CHILD: &str = "--vcproxy-bench-hit-child";
@@ -420,9 +420,14 @@ impl ProxyEnv {
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(vcproxy::server::run(proxy, listener, admin, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(vcproxy::proxy::server::run(
+            proxy,
+            listener,
+            admin,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         ProxyEnv {
             addr,
             stop: Some(tx),
@@ -1618,7 +1623,7 @@ fn proxy_child() {
             admin.local_addr().unwrap()
         );
         std::io::stdout().flush().unwrap();
-        vcproxy::server::run(proxy, listener, admin, stdin_closed()).await;
+        vcproxy::proxy::server::run(proxy, listener, admin, stdin_closed()).await;
     });
 }
 

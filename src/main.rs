@@ -90,7 +90,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let proxy = vcproxy::server::Proxy::new(&config)?;
+    let proxy = vcproxy::proxy::server::Proxy::new(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen.addr)
         .await
         .with_context(|| format!("listen.addr: cannot listen on {}", config.listen.addr))?;
@@ -105,7 +105,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tls = proxy.tls.is_some(),
         "vcproxy serving"
     );
-    vcproxy::server::run(proxy, listener, admin, shutdown_signal()).await;
+    vcproxy::proxy::server::run(proxy, listener, admin, shutdown_signal()).await;
     Ok(())
 }
 
@@ -162,7 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => None,
             };
-            let reports = vcproxy::check::check(&config, credentials).await;
+            let reports = vcproxy::cmd::check::check(&config, credentials).await;
             let mut failed = 0;
             for r in &reports {
                 println!(
@@ -184,13 +184,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sim_port,
         } => {
             init_logging(LogFormat::Text, "info");
-            let demo = vcproxy::demo::start(vcproxy::demo::DemoAddrs {
+            let demo = vcproxy::cmd::demo::start(vcproxy::cmd::demo::DemoAddrs {
                 proxy: listen,
                 admin,
                 first_sim_port: sim_port,
             })
             .await?;
-            println!("{}", vcproxy::demo::instructions(listen, admin, &demo.sims));
+            println!(
+                "{}",
+                vcproxy::cmd::demo::instructions(listen, admin, &demo.sims)
+            );
             serve(demo.config).await?;
             for s in demo.sims {
                 s.shutdown().await;
@@ -203,7 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::io::stdin().read_line(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(!password.is_empty(), "no password on standard input");
-            println!("{}", vcproxy::users::hash_password(password));
+            println!("{}", vcproxy::auth::users::hash_password(password));
             Ok(())
         }
     }

@@ -6,7 +6,7 @@
 //! round-trips).
 
 use proptest::prelude::*;
-use vcproxy::filter::{
+use vcproxy::protocol::filter::{
     parse_api, parse_json, parse_query, parse_rest, FilterSpec, Limits, ResultSpec, Target,
     TaskQuery,
 };
@@ -128,7 +128,7 @@ fn api_body_and_rest_query_share_the_filter_key() {
 
 #[test]
 fn a_request_knows_its_family_and_families_never_share_a_key() {
-    use vcproxy::filter::ListRequest;
+    use vcproxy::protocol::filter::ListRequest;
     let rest =
         ListRequest::parse(Family::Rest, Some("filter_spec.services=a"), b"", &lim()).unwrap();
     let api = ListRequest::parse(
@@ -736,7 +736,7 @@ proptest! {
 // ----- merge ------------------------------------------------------------------------
 
 mod merging {
-    use vcproxy::merge::{merge, Duplicate, MergeError, MergeOptions, UpstreamBody};
+    use vcproxy::protocol::merge::{merge, Duplicate, MergeError, MergeOptions, UpstreamBody};
     use vcproxy::{ErrorKind, Family};
 
     fn ub<'a>(vcenter: &'a str, body: &'a str) -> UpstreamBody<'a> {
@@ -798,7 +798,7 @@ mod merging {
 
     #[test]
     fn merging_into_a_prepared_buffer_gives_the_same_bytes() {
-        use vcproxy::merge::{merge_parsed_into, parse_body};
+        use vcproxy::protocol::merge::{merge_parsed_into, parse_body};
         let vc1 = format!(r#"{{"x":{INFO_A},"y":{INFO_B}}}"#);
         let vc2 = format!(r#"{{"w":{INFO_B},"x":{INFO_B}}}"#);
         let inputs = [ub("vc1", &vc1), ub("vc2", &vc2)];
@@ -1016,7 +1016,9 @@ mod merging {
 
 mod streaming {
     use proptest::prelude::*;
-    use vcproxy::merge::{parse_body, MergeError, ParsedBody, StreamParser, UpstreamBody};
+    use vcproxy::protocol::merge::{
+        parse_body, MergeError, ParsedBody, StreamParser, UpstreamBody,
+    };
     use vcproxy::Family;
 
     fn ub(body: &[u8]) -> UpstreamBody<'_> {

@@ -9,7 +9,7 @@ use http::Method;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use vcproxy::merge::{merge, MergeOptions, UpstreamBody};
+use vcproxy::protocol::merge::{merge, MergeOptions, UpstreamBody};
 use vcproxy::sim::{self, Faults};
 use vcproxy::Family;
 
@@ -946,7 +946,7 @@ async fn an_untrusted_or_wrongly_pinned_vcenter_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_front_end_serves_tls_and_http2() {
-    let cert = vcproxy::tls::self_signed(&["127.0.0.1", "localhost"]).unwrap();
+    let cert = vcproxy::net::tls::self_signed(&["127.0.0.1", "localhost"]).unwrap();
     let dir = common::temp_dir("front-tls");
     std::fs::write(dir.join("cert.pem"), &cert.cert_pem).unwrap();
     std::fs::write(dir.join("key.pem"), &cert.key_pem).unwrap();
@@ -1006,7 +1006,7 @@ async fn large_answers_arrive_whole_over_http1_and_http2() {
     let fetched = env.http.rest_list(&sid, &all).await;
     assert_eq!((fetched.status.as_u16(), fetched.cache()), (200, "miss"));
     assert!(
-        fetched.body.len() > 4 * vcproxy::head_first::MIN_BODY,
+        fetched.body.len() > 4 * vcproxy::net::head_first::MIN_BODY,
         "{} bytes",
         fetched.body.len()
     );
@@ -1036,11 +1036,11 @@ async fn service_account_mode_logs_clients_in_locally_and_shares_one_backend_ses
     let dir = common::temp_dir("service-account");
     let users = format!(
         "[users]\nalice = \"{}\"\nbob = \"{}\"\n",
-        vcproxy::users::hash_password_with_iterations(
+        vcproxy::auth::users::hash_password_with_iterations(
             "alice-pw",
             std::num::NonZeroU32::new(10).unwrap()
         ),
-        vcproxy::users::hash_password_with_iterations(
+        vcproxy::auth::users::hash_password_with_iterations(
             "bob-pw",
             std::num::NonZeroU32::new(10).unwrap()
         ),
@@ -1135,7 +1135,7 @@ async fn check_reports_each_vcenter() {
         .collect();
     let config = common::config(common::LISTEN, &urls, |_| "connect_timeout = \"1s\"".into());
     let creds = Some((ADMIN.0.to_owned(), vcproxy::config::Secret::new(ADMIN.1)));
-    let reports = vcproxy::check::check(&config, creds).await;
+    let reports = vcproxy::cmd::check::check(&config, creds).await;
     let summary: Vec<(String, bool)> = reports.iter().map(|r| (r.vcenter.clone(), r.ok)).collect();
     assert_eq!(
         summary,
@@ -1149,7 +1149,7 @@ async fn check_reports_each_vcenter() {
     assert!(reports[0].detail.contains("login"), "{reports:?}");
     assert!(reports[2].detail.contains("unreachable"), "{reports:?}");
     let bad = Some((ADMIN.0.to_owned(), vcproxy::config::Secret::new("nope")));
-    let reports = vcproxy::check::check(&config, bad).await;
+    let reports = vcproxy::cmd::check::check(&config, bad).await;
     assert!(
         !reports[0].ok && reports[0].detail.contains("refused"),
         "{reports:?}"
@@ -1293,7 +1293,7 @@ async fn start_html_vcenter() -> (std::net::SocketAddr, tokio::sync::oneshot::Se
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(vcproxy::listener::serve(
+    tokio::spawn(vcproxy::net::listener::serve(
         listener,
         None,
         |_| {
@@ -1396,7 +1396,7 @@ async fn a_refused_connection_is_503_naming_the_vcenter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_puts_three_simulators_behind_the_proxy() {
-    let demo = vcproxy::demo::start(vcproxy::demo::DemoAddrs {
+    let demo = vcproxy::cmd::demo::start(vcproxy::cmd::demo::DemoAddrs {
         proxy: "127.0.0.1:0".parse().unwrap(),
         admin: "127.0.0.2:0".parse().unwrap(),
         first_sim_port: 0,
@@ -1405,7 +1405,7 @@ async fn the_demo_puts_three_simulators_behind_the_proxy() {
     .unwrap();
     assert_eq!(demo.sims.len(), 3);
     assert_eq!(demo.config.vcenters.len(), 3);
-    let text = vcproxy::demo::instructions(
+    let text = vcproxy::cmd::demo::instructions(
         "127.0.0.1:8080".parse().unwrap(),
         "127.0.0.1:9090".parse().unwrap(),
         &demo.sims,
@@ -1421,8 +1421,8 @@ async fn the_demo_puts_three_simulators_behind_the_proxy() {
         .http
         .session(
             Family::Rest,
-            vcproxy::demo::OPERATOR.0,
-            vcproxy::demo::OPERATOR.1,
+            vcproxy::cmd::demo::OPERATOR.0,
+            vcproxy::cmd::demo::OPERATOR.1,
         )
         .await;
     let all = every_service_query();

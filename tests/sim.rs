@@ -841,7 +841,7 @@ async fn over_1000_visible_matches_is_404_resource_inaccessible_but_not_for_a_na
         tasks: 1500,
         static_tasks: true,
         // Room for a body naming 1000 tasks.
-        limits: vcproxy::filter::Limits {
+        limits: vcproxy::protocol::filter::Limits {
             max_query_bytes: 1 << 20,
             max_body_bytes: 1 << 20,
         },
@@ -1588,9 +1588,9 @@ async fn tls_with_the_written_certificate_as_the_only_root() {
     std::fs::write(&path, &pem).unwrap();
     let read_back = std::fs::read(&path).unwrap();
     let _ = std::fs::remove_file(&path);
-    let certs = vcproxy::tls::certs_from_pem(&read_back).unwrap();
+    let certs = vcproxy::net::tls::certs_from_pem(&read_back).unwrap();
     assert_eq!(
-        vcproxy::tls::fingerprint_sha256(&certs[0]),
+        vcproxy::net::tls::fingerprint_sha256(&certs[0]),
         sim.cert_fingerprint().unwrap()
     );
     let mut roots = rustls::RootCertStore::empty();
@@ -1765,7 +1765,7 @@ fn the_cli_serves_https_writes_its_certificate_and_stops_on_sigterm() {
     let pem = std::fs::read(&cert).unwrap();
     let _ = std::fs::remove_file(&cert);
     let mut roots = rustls::RootCertStore::empty();
-    for c in vcproxy::tls::certs_from_pem(&pem).unwrap() {
+    for c in vcproxy::net::tls::certs_from_pem(&pem).unwrap() {
         roots.add(c).unwrap();
     }
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vcproxy::filter::{parse_api, parse_rest, Limits, TaskQuery};
+use vcproxy::protocol::filter::{parse_api, parse_rest, Limits, TaskQuery};
 use vcproxy::Family;
 
 const UNLIMITED: Limits = Limits {

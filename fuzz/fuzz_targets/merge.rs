@@ -18,7 +18,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::fmt;
-use vcproxy::merge::{merge, MergeError, MergeOptions, UpstreamBody};
+use vcproxy::protocol::merge::{merge, MergeError, MergeOptions, UpstreamBody};
 use vcproxy::Family;
 
 const NAMES: [&str; 4] = ["vc-a", "vc-b", "vc-c", "vc-d"];

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vcproxy::filter::{parse_api, parse_rest, Limits, TaskQuery};
+use vcproxy::protocol::filter::{parse_api, parse_rest, Limits, TaskQuery};
 use vcproxy::Family;
 
 /// Re-encoding may legitimately grow a query (percent-escapes triple a byte), so the

@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vcproxy::merge::{parse_body, StreamParser, UpstreamBody};
+use vcproxy::protocol::merge::{parse_body, StreamParser, UpstreamBody};
 use vcproxy::Family;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! List Tasks semantics, as vCenter applies them to a parsed filter.
 //!
-//! `crate::filter` turns every encoding of the question into a [`TaskQuery`]; what
+//! `crate::protocol::filter` turns every encoding of the question into a [`TaskQuery`]; what
 //! the answer is belongs here, because only a vCenter (and so the simulator)
 //! knows it: parameters outside the model are rejected like vAPI's strict
 //! decoder does; at least one of `tasks` and `services` is required; within a
@@ -10,8 +10,8 @@
 use super::data::{TaskPlan, TaskSet};
 use super::model::{Millis, Status};
 use super::sessions::UserSpec;
-use crate::filter::TaskQuery;
-use crate::vapi_error::{ErrorKind, VapiError};
+use crate::protocol::error::{ErrorKind, VapiError};
+use crate::protocol::filter::TaskQuery;
 
 /// The most tasks one List Tasks answer may hold.
 pub(crate) const MAX_TASKS: usize = 1000;
@@ -97,7 +97,7 @@ pub(crate) fn list<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::{FilterSpec, Target};
+    use crate::protocol::filter::{FilterSpec, Target};
     use crate::sim::data::EPOCH;
 
     fn query(filter: FilterSpec) -> TaskQuery {
@@ -235,8 +235,8 @@ mod tests {
         let e = list(&set, EPOCH, &admin, &q).unwrap_err();
         assert!(e.message.contains("bogus"));
         q.extra_params.clear();
-        q.extra_members.push(crate::filter::ExtraMember {
-            parent: crate::filter::Parent::FilterSpec,
+        q.extra_members.push(crate::protocol::filter::ExtraMember {
+            parent: crate::protocol::filter::Parent::FilterSpec,
             name: "nope".into(),
             raw: "1".into(),
         });

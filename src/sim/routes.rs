@@ -20,8 +20,8 @@ use super::model::{iso8601, FlatValue, Millis, Writer};
 use super::query;
 use super::sessions::{self, Session, Sessions, UserSpec};
 use super::stats::{Counters, Endpoint, FaultKind, Stats};
-use crate::filter::{self, Limits};
-use crate::vapi_error::{ErrorKind, VapiError};
+use crate::protocol::error::{ErrorKind, VapiError};
+use crate::protocol::filter::{self, Limits};
 use crate::Family;
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
@@ -324,8 +324,9 @@ fn login(
     family: Family,
     headers: &http::HeaderMap,
 ) -> Result<Response<SimBody>, VapiError> {
-    let (name, password) = crate::basic_auth::decode(headers.get(http::header::AUTHORIZATION))
-        .ok_or_else(VapiError::unauthenticated)?;
+    let (name, password) =
+        crate::auth::basic_auth::decode(headers.get(http::header::AUTHORIZATION))
+            .ok_or_else(VapiError::unauthenticated)?;
     let user = sessions::authenticate(&state.users, &name, &password).ok_or_else(|| {
         tracing::info!(user = %name, %family, "log-in refused");
         VapiError::unauthenticated()

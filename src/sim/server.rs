@@ -5,8 +5,8 @@ use super::faults::{FaultState, Faults, InvalidFaults};
 use super::routes::{self, SimState};
 use super::sessions::{Sessions, UserSpec};
 use super::stats::{Counters, Stats};
-use crate::filter::Limits;
-use crate::tls::{self, SelfSigned};
+use crate::net::tls::{self, SelfSigned};
+use crate::protocol::filter::Limits;
 use bytes::Bytes;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -130,7 +130,7 @@ pub async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimHa
         let _ = until_stopped.wait_for(|stop| *stop).await;
     };
     let server_config = cert.as_ref().map(|c| c.config.clone());
-    let task = tokio::spawn(crate::listener::serve(
+    let task = tokio::spawn(crate::net::listener::serve(
         listener,
         server_config,
         make_service,

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vcproxy::config::Config;
-use vcproxy::server::Proxy;
+use vcproxy::proxy::server::Proxy;
 use vcproxy::sim::{self, SimConfig, SimHandle};
 use vcproxy::Family;
 
@@ -69,7 +69,7 @@ impl Http {
     }
 
     fn build(base: String, roots: rustls::RootCertStore, h2: bool) -> Http {
-        let tls = rustls::ClientConfig::builder_with_provider(vcproxy::tls::provider())
+        let tls = rustls::ClientConfig::builder_with_provider(vcproxy::net::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
@@ -179,7 +179,7 @@ impl Http {
 /// A root store holding the certificates in `pem`.
 pub fn roots(pem: &str) -> rustls::RootCertStore {
     let mut store = rustls::RootCertStore::empty();
-    for c in vcproxy::tls::certs_from_pem(pem.as_bytes()).unwrap() {
+    for c in vcproxy::net::tls::certs_from_pem(pem.as_bytes()).unwrap() {
         store.add(c).unwrap();
     }
     store
@@ -193,7 +193,7 @@ pub fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 pub fn basic(user: &str, password: &str) -> String {
-    let value = vcproxy::basic_auth::encode(user, password).unwrap();
+    let value = vcproxy::auth::basic_auth::encode(user, password).unwrap();
     value.to_str().unwrap().to_owned()
 }
 
@@ -278,7 +278,7 @@ impl Env {
         let addr = listener.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(vcproxy::server::run(
+        let task = tokio::spawn(vcproxy::proxy::server::run(
             proxy.clone(),
             listener,
             admin,

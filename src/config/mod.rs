@@ -18,7 +18,7 @@
 //!
 //! `proxy.toml` at the top of the repository documents every key with its default.
 
-use crate::users::UserList;
+use crate::auth::users::UserList;
 use crate::Family;
 use http::Uri;
 use rustls::pki_types::pem::PemObject;
@@ -935,7 +935,7 @@ fn load_listen_tls(cert_file: PathBuf, key_file: PathBuf) -> Result<ListenTls, C
     rustls::sign::CertifiedKey::from_der(
         cert_chain.clone(),
         key.clone_key(),
-        &crate::tls::provider(),
+        &crate::net::tls::provider(),
     )
     .map_err(|e| {
         invalid(
@@ -1952,7 +1952,7 @@ max_idle_connections = 0
     }
 
     fn service_account(dir: &TempDir, secret_line: &str) -> String {
-        let hash = crate::users::hash_password_with_iterations(
+        let hash = crate::auth::users::hash_password_with_iterations(
             "pw",
             std::num::NonZeroU32::new(1).unwrap(),
         );
@@ -2088,7 +2088,7 @@ max_idle_connections = 0
     #[test]
     fn relative_paths_are_relative_to_the_config_file() {
         let dir = TempDir::new();
-        let hash = crate::users::hash_password_with_iterations(
+        let hash = crate::auth::users::hash_password_with_iterations(
             "pw",
             std::num::NonZeroU32::new(1).unwrap(),
         );

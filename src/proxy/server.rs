@@ -22,17 +22,17 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tracing::{debug, debug_span, field, info, warn, Instrument};
 
-use crate::cache::{CacheKey, CacheSettings, Entry, KeyMemo, Outcome, ResponseCache};
 use crate::config::{AuthMode as ConfigAuthMode, Config, OnTooMany};
-use crate::fanout::{Fanout, JSON};
-use crate::filter::{Limits, ListRequest};
-use crate::merge::MergeOptions;
-use crate::metrics::Metrics;
-use crate::session::{
+use crate::protocol::error::{Family, VapiError};
+use crate::protocol::filter::{Limits, ListRequest};
+use crate::protocol::merge::MergeOptions;
+use crate::proxy::cache::{CacheKey, CacheSettings, Entry, KeyMemo, Outcome, ResponseCache};
+use crate::proxy::fanout::{Fanout, JSON};
+use crate::proxy::metrics::Metrics;
+use crate::proxy::sessions::{
     login_response, AuthMode, Backend, LoginError, SessionSettings, Sessions, SESSION_HEADER,
 };
 use crate::upstream::{Upstream, UpstreamConfigError, UpstreamSettings};
-use crate::vapi_error::{Family, VapiError};
 
 pub const CACHE_HEADER: HeaderName = HeaderName::from_static("vcproxy-cache");
 pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("vcproxy-upstream");
@@ -54,7 +54,7 @@ pub struct Proxy {
     /// TLS for the client listener, when `[listen] tls_cert`/`tls_key` are set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Connection and header limits for the client listener.
-    pub serve_options: crate::listener::ServeOptions,
+    pub serve_options: crate::net::listener::ServeOptions,
     ready: AtomicBool,
     next_request_id: AtomicU64,
 }
@@ -65,7 +65,7 @@ pub enum ProxyError {
     #[error(transparent)]
     Upstream(#[from] UpstreamConfigError),
     #[error("listen.tls_cert / listen.tls_key: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::net::tls::TlsError),
 }
 
 impl Proxy {
@@ -126,13 +126,13 @@ impl Proxy {
                 max_body_bytes: config.listen.max_body_bytes.as_usize(),
             },
             tls: match &config.listen.tls {
-                Some(t) => Some(crate::tls::server_config(
+                Some(t) => Some(crate::net::tls::server_config(
                     t.cert_chain.clone(),
                     t.key.clone_key(),
                 )?),
                 None => None,
             },
-            serve_options: crate::listener::ServeOptions {
+            serve_options: crate::net::listener::ServeOptions {
                 max_connections: config.listen.max_connections,
                 max_header_bytes: config.listen.max_header_bytes.as_usize(),
                 header_read_timeout: config.listen.header_read_timeout,
@@ -178,7 +178,7 @@ pub async fn run(
     let admin_task = {
         let proxy = proxy.clone();
         let stop = stopped(stop_rx.clone());
-        tokio::spawn(crate::listener::serve(
+        tokio::spawn(crate::net::listener::serve(
             admin,
             None,
             move |_peer| {
@@ -195,7 +195,7 @@ pub async fn run(
     proxy.ready.store(true, Ordering::SeqCst);
     let front = {
         let proxy = proxy.clone();
-        crate::listener::serve_with(
+        crate::net::listener::serve_with(
             listener,
             proxy.tls.clone(),
             proxy.serve_options,
@@ -371,7 +371,7 @@ async fn login(proxy: &Proxy, family: Family, req: Request<Incoming>) -> Respons
 async fn client_session(
     proxy: &Proxy,
     req: &Request<Incoming>,
-) -> Option<Arc<crate::session::ClientSession>> {
+) -> Option<Arc<crate::proxy::sessions::ClientSession>> {
     let id = req.headers().get(SESSION_HEADER)?.to_str().ok()?;
     proxy.sessions.client(id).await
 }
@@ -458,7 +458,7 @@ async fn list_tasks(proxy: &Proxy, family: Family, req: Request<Incoming>) -> Re
         async move {
             match request {
                 Ok(request) => fanout.list(principal, &request).await,
-                Err(e) => crate::cache::Fetched::Answer(Entry::error(&e, family)),
+                Err(e) => crate::proxy::cache::Fetched::Answer(Entry::error(&e, family)),
             }
         }
     };

@@ -29,10 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-use crate::vapi_error::Family;
+use crate::protocol::error::Family;
 
 /// Who asked which question: the principal and the canonical request key
-/// ([`crate::filter::ListRequest::key`], which holds the API family).
+/// ([`crate::protocol::filter::ListRequest::key`], which holds the API family).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub principal: Arc<str>,
@@ -122,7 +122,7 @@ impl Entry {
     }
 
     /// The proxy's own error, in `family`'s shape.
-    pub fn error(e: &crate::vapi_error::VapiError, family: Family) -> Entry {
+    pub fn error(e: &crate::protocol::error::VapiError, family: Family) -> Entry {
         Entry::json(e.status(), e.render(family))
     }
 

@@ -17,14 +17,16 @@ use std::time::{Duration, Instant};
 use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tracing::{debug, warn, Instrument};
 
-use crate::cache::{Entry, Fetched};
 use crate::config::Secret;
-use crate::filter::ListRequest;
-use crate::merge::{merge_parsed_into, MergeOptions, ParsedBody, StreamParser, UpstreamBody};
-use crate::metrics::Metrics;
-use crate::session::{Principal, Sessions, SESSION_HEADER};
+use crate::protocol::error::{Family, VapiError};
+use crate::protocol::filter::ListRequest;
+use crate::protocol::merge::{
+    merge_parsed_into, MergeOptions, ParsedBody, StreamParser, UpstreamBody,
+};
+use crate::proxy::cache::{Entry, Fetched};
+use crate::proxy::metrics::Metrics;
+use crate::proxy::sessions::{Principal, Sessions, SESSION_HEADER};
 use crate::upstream::{TransportError, UpstreamResponse};
-use crate::vapi_error::{Family, VapiError};
 
 pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -257,7 +259,7 @@ impl Fanout {
                     // (without writing the whole buffer, which would take CPU from
                     // reading the answers still arriving).
                     let estimate = body.len().saturating_mul(backends.len()) / 8 * 9 + 4096;
-                    out.reserve_exact(estimate.min(super::upstream::MAX_UPSTREAM_BODY));
+                    out.reserve_exact(estimate.min(crate::upstream::MAX_UPSTREAM_BODY));
                     for byte in out.spare_capacity_mut().iter_mut().step_by(4096) {
                         byte.write(0);
                     }

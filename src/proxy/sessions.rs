@@ -31,12 +31,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
+use crate::auth::users::UserList;
 use crate::config::Secret;
-use crate::fanout::{pick_failure, UpstreamFailure};
-use crate::metrics::Metrics;
+use crate::protocol::error::{Family, VapiError};
+use crate::proxy::fanout::{pick_failure, UpstreamFailure};
+use crate::proxy::metrics::Metrics;
 use crate::upstream::Upstream;
-use crate::users::UserList;
-use crate::vapi_error::{Family, VapiError};
 
 /// The header every vSphere Automation API call carries its session in.
 pub const SESSION_HEADER: HeaderName = HeaderName::from_static("vmware-api-session-id");
@@ -343,7 +343,7 @@ impl Sessions {
             Family::Rest => "/rest/com/vmware/cis/session",
             Family::Api => "/api/session",
         };
-        let auth = crate::basic_auth::encode(user, password.expose()).ok_or_else(|| {
+        let auth = crate::auth::basic_auth::encode(user, password.expose()).ok_or_else(|| {
             UpstreamFailure::proxy(
                 name,
                 VapiError::invalid_argument("The credentials cannot be sent in an HTTP header."),
@@ -516,7 +516,7 @@ fn new_session_id() -> String {
 
 /// The client's Basic credentials; an empty user name is no credentials.
 fn basic_credentials(header: Option<&HeaderValue>) -> Option<(String, Secret)> {
-    let (user, password) = crate::basic_auth::decode(header)?;
+    let (user, password) = crate::auth::basic_auth::decode(header)?;
     (!user.is_empty()).then(|| (user, Secret::new(password)))
 }
 
@@ -544,12 +544,12 @@ pub fn login_response(family: Family, id: &str) -> (StatusCode, Bytes) {
     match family {
         Family::Rest => {
             body.extend_from_slice(b"{\"value\":");
-            crate::vapi_error::write_json_str(&mut body, id);
+            crate::protocol::error::write_json_str(&mut body, id);
             body.push(b'}');
             (StatusCode::OK, Bytes::from(body))
         }
         Family::Api => {
-            crate::vapi_error::write_json_str(&mut body, id);
+            crate::protocol::error::write_json_str(&mut body, id);
             (StatusCode::CREATED, Bytes::from(body))
         }
     }
@@ -561,13 +561,13 @@ mod tests {
 
     #[test]
     fn basic_credentials_need_a_user_name() {
-        let h = crate::basic_auth::encode("administrator@vsphere.local", "VMware1!").unwrap();
+        let h = crate::auth::basic_auth::encode("administrator@vsphere.local", "VMware1!").unwrap();
         let (u, p) = basic_credentials(Some(&h)).unwrap();
         assert_eq!(
             (u.as_str(), p.expose()),
             ("administrator@vsphere.local", "VMware1!")
         );
-        let anonymous = crate::basic_auth::encode("", "x").unwrap();
+        let anonymous = crate::auth::basic_auth::encode("", "x").unwrap();
         assert!(basic_credentials(Some(&anonymous)).is_none());
         assert!(basic_credentials(None).is_none());
     }

@@ -236,7 +236,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn client_tls_config(s: &UpstreamSettings) -> Result<ClientConfig, UpstreamConfigError> {
-    let provider = crate::tls::provider();
+    let provider = crate::net::tls::provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|source| UpstreamConfigError::Tls {

@@ -19,7 +19,7 @@
 //! Semantic rules that only vCenter can judge (at least one of `tasks`/`services`,
 //! valid status names) are left to vCenter, whose answer passes through unchanged.
 
-use crate::vapi_error::{write_json_str, Family, VapiError};
+use crate::protocol::error::{write_json_str, Family, VapiError};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;

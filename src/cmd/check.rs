@@ -10,9 +10,9 @@ use http::{Method, StatusCode};
 use std::time::Instant;
 
 use crate::config::{Config, Secret};
-use crate::session::SESSION_HEADER;
+use crate::protocol::error::Family;
+use crate::proxy::sessions::SESSION_HEADER;
 use crate::upstream::{Upstream, UpstreamSettings};
-use crate::vapi_error::Family;
 
 /// What `check` found for one vCenter.
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ async fn one(up: &Upstream, family: Family, credentials: Option<(String, Secret)
             format!("reachable over {}, speaks the /{family} API ({reach_ms} ms); no credentials to test a login", up.base_url().split(':').next().unwrap_or("http")),
         );
     };
-    let Some(auth) = crate::basic_auth::encode(&user, password.expose()) else {
+    let Some(auth) = crate::auth::basic_auth::encode(&user, password.expose()) else {
         return report(
             false,
             "the credentials cannot be sent in an HTTP header".into(),

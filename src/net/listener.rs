@@ -3,7 +3,7 @@
 //! One place decides how vcproxy speaks HTTP: HTTP/1.1 and HTTP/2 on the same port
 //! (hyper-util's auto builder; over TLS the ALPN result decides, in clear text the
 //! connection preface), keep-alive, `TCP_NODELAY`, large HTTP/1 answers' heads
-//! written ahead of their bodies in clear text ([`crate::head_first`]), a header
+//! written ahead of their bodies in clear text ([`crate::net::head_first`]), a header
 //! read timeout against slow clients, and graceful shutdown: when `shutdown`
 //! resolves the listener is closed at once, idle keep-alive connections are closed,
 //! and requests already in flight run to completion before [`serve`] returns.
@@ -13,7 +13,7 @@
 //! `tokio::time::timeout(grace, serve(..))`: dropping the future aborts whatever
 //! connections remain.
 
-use crate::head_first::HeadFirst;
+use crate::net::head_first::HeadFirst;
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
 use hyper::{Request, Response};

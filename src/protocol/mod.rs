@@ -1,0 +1,7 @@
+//! The vSphere Automation API as vcproxy speaks it.
+
+pub mod error;
+pub mod filter;
+pub mod merge;
+
+pub use error::{ErrorKind, Family, VapiError};
