@@ -55,8 +55,8 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Semaphore};
 use vcproxy::config::Config;
-use vcproxy::proxy::server::Proxy;
 use vcproxy::sim::{self, Endpoint, Faults, SimConfig, SimHandle};
+use vcproxy::Proxy;
 
 const HIT_CHILD: &str = "--vcproxy-bench-hit-child";
 const PROXY_CHILD: &str = "--vcproxy-bench-proxy-child";
@@ -420,14 +420,9 @@ impl ProxyEnv {
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(vcproxy::proxy::server::run(
-            proxy,
-            listener,
-            admin,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let task = tokio::spawn(vcproxy::run(proxy, listener, admin, async move {
+            let _ = rx.await;
+        }));
         ProxyEnv {
             addr,
             stop: Some(tx),
@@ -1623,7 +1618,7 @@ fn proxy_child() {
             admin.local_addr().unwrap()
         );
         std::io::stdout().flush().unwrap();
-        vcproxy::proxy::server::run(proxy, listener, admin, stdin_closed()).await;
+        vcproxy::run(proxy, listener, admin, stdin_closed()).await;
     });
 }
 

@@ -90,7 +90,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let proxy = vcproxy::proxy::server::Proxy::new(&config)?;
+    let proxy = vcproxy::Proxy::new(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen.addr)
         .await
         .with_context(|| format!("listen.addr: cannot listen on {}", config.listen.addr))?;
@@ -102,10 +102,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         admin = %config.admin.addr,
         vcenters = config.vcenters.len(),
         auth = config.auth.mode.name(),
-        tls = proxy.tls.is_some(),
+        tls = proxy.is_tls(),
         "vcproxy serving"
     );
-    vcproxy::proxy::server::run(proxy, listener, admin, shutdown_signal()).await;
+    vcproxy::run(proxy, listener, admin, shutdown_signal()).await;
     Ok(())
 }
 

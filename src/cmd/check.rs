@@ -5,13 +5,11 @@
 //! TLS trust, whether the endpoint speaks the vSphere Automation API, and, given
 //! credentials (the service account's, or `--user`), whether a login succeeds.
 
-use http::header::{HeaderValue, AUTHORIZATION};
-use http::{Method, StatusCode};
 use std::time::Instant;
 
 use crate::config::{Config, Secret};
-use crate::protocol::error::Family;
-use crate::proxy::sessions::SESSION_HEADER;
+use crate::protocol::Family;
+use crate::upstream::session_service::{self, LoginError};
 use crate::upstream::{Upstream, UpstreamSettings};
 
 /// What `check` found for one vCenter.
@@ -31,7 +29,7 @@ pub async fn check(config: &Config, credentials: Option<(String, Secret)>) -> Ve
             let settings = UpstreamSettings {
                 // One connection is all a check needs.
                 max_idle_connections: 1,
-                ..UpstreamSettings::from_config(vc)
+                ..UpstreamSettings::from(vc)
             };
             let family = if vc.serves(Family::Api) {
                 Family::Api
@@ -57,25 +55,18 @@ async fn one(up: &Upstream, family: Family, credentials: Option<(String, Secret)
         ok,
         detail,
     };
-    let (whoami_method, session_path) = match family {
-        Family::Api => (Method::GET, "/api/session"),
-        Family::Rest => (Method::POST, "/rest/com/vmware/cis/session"),
-    };
-    let whoami_path = match family {
-        Family::Api => "/api/session",
-        Family::Rest => "/rest/com/vmware/cis/session?~action=get",
-    };
     let started = Instant::now();
-    match up.send(whoami_method, whoami_path, &[], None).await {
+    match session_service::whoami_anonymous(up, family).await {
         Err(e) => return report(false, format!("unreachable: {e}")),
-        Ok(r) if r.status != StatusCode::UNAUTHORIZED => {
+        Ok(r) if r.status != http::StatusCode::UNAUTHORIZED => {
+            let (_, whoami_path) = family.whoami_request();
             return report(
                 false,
                 format!(
                     "reachable, but {whoami_path} answered {} instead of 401: is this a vCenter?",
                     r.status
                 ),
-            )
+            );
         }
         Ok(_) => {}
     }
@@ -86,40 +77,26 @@ async fn one(up: &Upstream, family: Family, credentials: Option<(String, Secret)
             format!("reachable over {}, speaks the /{family} API ({reach_ms} ms); no credentials to test a login", up.base_url().split(':').next().unwrap_or("http")),
         );
     };
-    let Some(auth) = crate::auth::basic_auth::encode(&user, password.expose()) else {
-        return report(
+    match session_service::login(up, family, &user, &password).await {
+        Ok((id, _)) => {
+            let _ = session_service::logout(up, family, &id).await;
+            report(
+                true,
+                format!("reachable ({reach_ms} ms); login as {user} works"),
+            )
+        }
+        Err(LoginError::Unsendable) => report(
             false,
             "the credentials cannot be sent in an HTTP header".into(),
-        );
-    };
-    let login = match up
-        .send(Method::POST, session_path, &[(AUTHORIZATION, auth)], None)
-        .await
-    {
-        Err(e) => return report(false, format!("login failed: {e}")),
-        Ok(r) => r,
-    };
-    if !login.status.is_success() {
-        return report(false, format!("login as {user} refused: {}", login.status));
+        ),
+        Err(LoginError::Transport(e)) => report(false, format!("login failed: {e}")),
+        Err(LoginError::Refused(r)) => {
+            report(false, format!("login as {user} refused: {}", r.status))
+        }
+        // Accepted, but with no session id to log out with.
+        Err(LoginError::NoSessionId(_)) => report(
+            true,
+            format!("reachable ({reach_ms} ms); login as {user} works"),
+        ),
     }
-    let id: Option<String> = match family {
-        Family::Api => serde_json::from_slice(&login.body).ok(),
-        Family::Rest => serde_json::from_slice::<serde_json::Value>(&login.body)
-            .ok()
-            .and_then(|v| v["value"].as_str().map(str::to_owned)),
-    };
-    if let Some(value) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        let _ = up
-            .send(
-                Method::DELETE,
-                session_path,
-                &[(SESSION_HEADER, value)],
-                None,
-            )
-            .await;
-    }
-    report(
-        true,
-        format!("reachable ({reach_ms} ms); login as {user} works"),
-    )
 }

@@ -13,43 +13,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use std::fmt;
 
-/// Which of vCenter's two URL families a request uses. Bodies of the two families
-/// differ (wrapping, map encoding, error shape), so every response is rendered in the
-/// family of the request it answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    /// `/rest/...` (vSphere 6.5 and later): wrapped values, maps as key/value arrays.
-    Rest,
-    /// `/api/...` (vSphere 7.0 U2 and later): bare values, maps as JSON objects.
-    Api,
-}
-
-impl Family {
-    /// Which family a request path belongs to, if any.
-    pub fn of_path(path: &str) -> Option<Family> {
-        if path == "/rest" || path.starts_with("/rest/") {
-            Some(Family::Rest)
-        } else if path == "/api" || path.starts_with("/api/") {
-            Some(Family::Api)
-        } else {
-            None
-        }
-    }
-
-    /// `"rest"` or `"api"`, for logs and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Family::Rest => "rest",
-            Family::Api => "api",
-        }
-    }
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use super::json::write_str;
+use super::Family;
 
 /// The vAPI standard errors that vcproxy and its simulator produce themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -164,31 +129,16 @@ impl VapiError {
 
     /// The JSON body in `family`'s error shape.
     pub fn render(&self, family: Family) -> Bytes {
-        let mut out = Vec::with_capacity(160 + self.message.len());
-        let messages = |out: &mut Vec<u8>| {
-            out.extend_from_slice(b"[{\"args\":[],\"default_message\":");
-            write_json_str(out, &self.message);
-            out.extend_from_slice(b",\"id\":");
-            write_json_str(out, self.id);
-            out.extend_from_slice(b"}]");
-        };
-        match family {
-            Family::Rest => {
-                out.extend_from_slice(b"{\"type\":\"com.vmware.vapi.std.errors.");
-                out.extend_from_slice(self.kind.name().as_bytes());
-                out.extend_from_slice(b"\",\"value\":{\"messages\":");
-                messages(&mut out);
-                out.extend_from_slice(b"}}");
-            }
-            Family::Api => {
-                out.extend_from_slice(b"{\"error_type\":\"");
-                out.extend_from_slice(self.kind.api_name().as_bytes());
-                out.extend_from_slice(b"\",\"messages\":");
-                messages(&mut out);
-                out.push(b'}');
-            }
-        }
-        Bytes::from(out)
+        family.error_body(self)
+    }
+
+    /// The `messages` array both shapes share: one message with its id.
+    pub(super) fn write_messages(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"[{\"args\":[],\"default_message\":");
+        write_str(out, &self.message);
+        out.extend_from_slice(b",\"id\":");
+        write_str(out, self.id);
+        out.extend_from_slice(b"}]");
     }
 }
 
@@ -199,12 +149,6 @@ impl fmt::Display for VapiError {
 }
 
 impl std::error::Error for VapiError {}
-
-/// Appends `s` as a JSON string literal.
-pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // serde_json's escaper is the reference; writing to a Vec cannot fail.
-    serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
-}
 
 #[cfg(test)]
 mod tests {
@@ -263,13 +207,5 @@ mod tests {
         assert_eq!(ErrorKind::Unauthorized.status(), 403);
         assert_eq!(ErrorKind::ResourceInaccessible.status(), 404);
         assert_eq!(ErrorKind::ServiceUnavailable.status(), 503);
-    }
-
-    #[test]
-    fn family_of_path() {
-        assert_eq!(Family::of_path("/rest/cis/tasks"), Some(Family::Rest));
-        assert_eq!(Family::of_path("/api/cis/tasks"), Some(Family::Api));
-        assert_eq!(Family::of_path("/restx"), None);
-        assert_eq!(Family::of_path("/metrics"), None);
     }
 }

@@ -19,7 +19,9 @@
 //! Semantic rules that only vCenter can judge (at least one of `tasks`/`services`,
 //! valid status names) are left to vCenter, whose answer passes through unchanged.
 
-use crate::protocol::error::{write_json_str, Family, VapiError};
+use crate::protocol::error::VapiError;
+use crate::protocol::json::write_str as write_json_str;
+use crate::protocol::Family;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;

@@ -13,7 +13,7 @@
 //! makes ids unique across vCenters) keeps the copy of the vCenter listed first in the
 //! configuration; each such collision is reported so it can be logged and counted.
 
-use crate::protocol::error::{ErrorKind, Family, VapiError};
+use crate::protocol::{ErrorKind, Family, VapiError};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -600,7 +600,7 @@ impl Item<'_> {
     /// the escaper.
     fn write_id(&self, out: &mut Vec<u8>) {
         match self.escaped {
-            Some(id) => crate::protocol::error::write_json_str(out, id),
+            Some(id) => crate::protocol::json::write_str(out, id),
             None => {
                 out.push(b'"');
                 out.extend_from_slice(self.id);
@@ -775,7 +775,7 @@ impl<'de> Visitor<'de> for RestEntrySeed {
 #[cfg(test)]
 mod tests {
     use super::{sort_prefix, StreamParser};
-    use crate::protocol::error::Family;
+    use crate::protocol::Family;
     use proptest::prelude::*;
 
     #[test]

@@ -1,7 +1,47 @@
-//! The vSphere Automation API as vcproxy speaks it.
+//! The vSphere Automation API as vcproxy speaks it, to clients and to vCenters:
+//! no I/O here, only what the bytes mean.
+//!
+//! * [`Family`]: which wire protocol a request speaks; every difference between
+//!   protocols is asked of it and answered by that protocol's module ([`rest`],
+//!   [`api`]): paths, how an operation is recognized, answer and error shapes.
+//! * [`error`]: the vAPI standard errors the proxy produces itself.
+//! * [`filter`]: a List Tasks question in every client encoding, reduced to one
+//!   canonical model and cache key, and encoded again for a vCenter.
+//! * [`merge`]: several vCenters' List Tasks answers read and merged into one.
 
+pub mod api;
 pub mod error;
+mod family;
 pub mod filter;
+pub(crate) mod json;
 pub mod merge;
+pub mod rest;
 
-pub use error::{ErrorKind, Family, VapiError};
+use http::HeaderName;
+
+pub use error::{ErrorKind, VapiError};
+pub use family::Family;
+
+/// The header every vSphere Automation API call carries its session in.
+pub const SESSION_HEADER: HeaderName = HeaderName::from_static("vmware-api-session-id");
+
+/// What a client asks for, whatever its protocol spells it as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Login,
+    WhoAmI,
+    Logout,
+    ListTasks,
+}
+
+impl Operation {
+    /// For logs and the `route` metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Login => "login",
+            Operation::WhoAmI => "whoami",
+            Operation::Logout => "logout",
+            Operation::ListTasks => "list_tasks",
+        }
+    }
+}

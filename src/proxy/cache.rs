@@ -19,8 +19,7 @@
 //! costs vCenter once per window), except 401 and 403, which are about one session
 //! and must never be served to another.
 
-use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::StatusCode;
 use moka::future::Cache;
 use moka::Expiry;
 use std::collections::HashMap;
@@ -29,7 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-use crate::protocol::error::Family;
+use super::answer::{Answer, Outcome};
+use crate::protocol::Family;
 
 /// Who asked which question: the principal and the canonical request key
 /// ([`crate::protocol::filter::ListRequest::key`], which holds the API family).
@@ -86,107 +86,35 @@ impl KeyMemo {
     }
 }
 
-/// A complete, pre-rendered answer.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub status: StatusCode,
-    pub content_type: HeaderValue,
-    pub body: Bytes,
-    /// The vCenter whose error this is, for the `vcproxy-upstream` header.
-    pub upstream: Option<HeaderValue>,
-    /// The vCenters left out of a partial answer, for the `vcproxy-partial` header.
-    pub partial: Option<HeaderValue>,
-    /// How long each vCenter and the merge took for this answer, as a
-    /// `Server-Timing` value; sent with the responses the fetch itself answered.
-    pub timing: Option<HeaderValue>,
-    /// Bytes allocated for `body` beyond its length (a merged answer rendered into a
-    /// buffer sized ahead of time keeps its slack rather than pay a reallocation
-    /// before the client is answered); weighed like the body.
-    pub spare: usize,
-    pub created: Instant,
-}
-
-impl Entry {
-    /// A JSON answer made now.
-    pub fn json(status: StatusCode, body: Bytes) -> Entry {
-        Entry {
-            status,
-            content_type: HeaderValue::from_static("application/json"),
-            body,
-            upstream: None,
-            partial: None,
-            timing: None,
-            spare: 0,
-            created: Instant::now(),
-        }
-    }
-
-    /// The proxy's own error, in `family`'s shape.
-    pub fn error(e: &crate::protocol::error::VapiError, family: Family) -> Entry {
-        Entry::json(e.status(), e.render(family))
-    }
-
-    pub fn is_success(&self) -> bool {
-        self.status.is_success()
-    }
-
-    /// Seconds since the answer was fetched, for the `age` header.
-    pub fn age(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.created)
-    }
-
-    fn weight(&self, key: &CacheKey) -> u32 {
-        let bytes = self.body.len() + self.spare + key.request.len() + key.principal.len() + 160;
-        u32::try_from(bytes).unwrap_or(u32::MAX)
-    }
-}
-
-/// What a fetch produced, and so how it may be cached.
-#[derive(Debug, Clone)]
-pub enum Fetched {
+/// How a fetched answer may be cached: the cache's policy, decided by status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
     /// A merged answer, or an error vCenter gave about the question itself (4xx other
     /// than 401/403): cached.
-    Answer(Entry),
+    Keep,
     /// vCenter failed or could not be reached (5xx, transport): stale-if-error applies.
-    Failure(Entry),
-    /// About this session only (401, 403): never cached.
-    Private(Entry),
+    Failure,
+    /// About this session only (401, 403): never cached, never shared.
+    Private,
 }
 
-impl Fetched {
-    pub fn entry(&self) -> &Entry {
-        match self {
-            Fetched::Answer(e) | Fetched::Failure(e) | Fetched::Private(e) => e,
+impl Policy {
+    fn of(status: StatusCode) -> Policy {
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            Policy::Private
+        } else if status.is_server_error() {
+            Policy::Failure
+        } else {
+            Policy::Keep
         }
     }
 }
 
-/// How a request was answered, for the `vcproxy-cache` header and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A fresh entry.
-    Hit,
-    /// This request started the fetch.
-    Miss,
-    /// Another request's fetch answered this one too.
-    Coalesced,
-    /// A good entry past its TTL: within stale-while-revalidate, or instead of a failure.
-    Stale,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::Miss => "miss",
-            Outcome::Coalesced => "coalesced",
-            Outcome::Stale => "stale",
-        }
-    }
-
-    pub fn header(self) -> HeaderValue {
-        HeaderValue::from_static(self.as_str())
-    }
+/// An entry's weight against `max_bytes`: the body, its slack, the key and the
+/// bookkeeping around them.
+fn weight(key: &CacheKey, answer: &Answer) -> u32 {
+    let bytes = answer.body.len() + answer.spare + key.request.len() + key.principal.len() + 160;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +124,18 @@ pub struct CacheSettings {
     pub stale_if_error: Duration,
     pub error_ttl: Duration,
     pub max_bytes: u64,
+}
+
+impl From<&crate::config::Cache> for CacheSettings {
+    fn from(c: &crate::config::Cache) -> CacheSettings {
+        CacheSettings {
+            ttl: c.ttl,
+            stale_while_revalidate: c.stale_while_revalidate,
+            stale_if_error: c.stale_if_error,
+            error_ttl: c.error_ttl,
+            max_bytes: c.max_memory.0,
+        }
+    }
 }
 
 impl Default for CacheSettings {
@@ -217,11 +157,11 @@ struct EntryExpiry {
     keep_error: Duration,
 }
 
-impl Expiry<Arc<CacheKey>, Arc<Entry>> for EntryExpiry {
+impl Expiry<Arc<CacheKey>, Arc<Answer>> for EntryExpiry {
     fn expire_after_create(
         &self,
         _: &Arc<CacheKey>,
-        entry: &Arc<Entry>,
+        entry: &Arc<Answer>,
         _: Instant,
     ) -> Option<Duration> {
         Some(if entry.is_success() {
@@ -233,7 +173,7 @@ impl Expiry<Arc<CacheKey>, Arc<Entry>> for EntryExpiry {
     fn expire_after_update(
         &self,
         key: &Arc<CacheKey>,
-        entry: &Arc<Entry>,
+        entry: &Arc<Answer>,
         now: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -241,12 +181,12 @@ impl Expiry<Arc<CacheKey>, Arc<Entry>> for EntryExpiry {
     }
 }
 
-type Flight = watch::Receiver<Option<Arc<Entry>>>;
+type Flight = watch::Receiver<Option<Arc<Answer>>>;
 
 /// The cache and its in-flight fetches. Cheap to clone.
 #[derive(Clone)]
 pub struct ResponseCache {
-    entries: Cache<Arc<CacheKey>, Arc<Entry>>,
+    entries: Cache<Arc<CacheKey>, Arc<Answer>>,
     /// Keys whose last fetch failed while a good entry was kept for stale-if-error,
     /// for `error_ttl`: within it the stale entry is served without a new fetch, so
     /// a failing vCenter is not asked again on every request.
@@ -264,7 +204,7 @@ impl ResponseCache {
     pub fn new(settings: CacheSettings) -> Self {
         let entries = Cache::builder()
             .max_capacity(settings.max_bytes)
-            .weigher(|k: &Arc<CacheKey>, v: &Arc<Entry>| v.weight(k))
+            .weigher(|k: &Arc<CacheKey>, v: &Arc<Answer>| weight(k, v))
             .expire_after(EntryExpiry {
                 keep_good: settings.ttl
                     + settings.stale_while_revalidate.max(settings.stale_if_error),
@@ -283,10 +223,6 @@ impl ResponseCache {
         }
     }
 
-    pub fn settings(&self) -> &CacheSettings {
-        &self.settings
-    }
-
     /// Answers `key` from the cache, or through `fetch`, coalescing concurrent misses.
     /// With `force` (a client's `Cache-Control: no-cache`), a fresh entry is not used,
     /// but the fetch is still shared with any already in flight.
@@ -295,10 +231,10 @@ impl ResponseCache {
         key: CacheKey,
         force: bool,
         fetch: F,
-    ) -> Result<(Arc<Entry>, Outcome), FetchAbandoned>
+    ) -> Result<(Arc<Answer>, Outcome), FetchAbandoned>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Fetched> + Send + 'static,
+        Fut: Future<Output = Answer> + Send + 'static,
     {
         // Hits look up by reference; the key is moved into an Arc only when a fetch
         // is started or joined.
@@ -359,7 +295,7 @@ impl ResponseCache {
     fn join_or_start<F, Fut>(&self, key: Arc<CacheKey>, fetch: F) -> (Flight, bool)
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Fetched> + Send + 'static,
+        Fut: Future<Output = Answer> + Send + 'static,
     {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = inflight.get(&key) {
@@ -380,14 +316,13 @@ impl ResponseCache {
                 inflight: &this.inflight,
                 key: &key,
             };
-            let fetched = fut.await;
-            let entry = Arc::new(fetched.entry().clone());
-            match &fetched {
-                Fetched::Answer(_) => {
+            let entry = Arc::new(fut.await);
+            match Policy::of(entry.status) {
+                Policy::Keep => {
                     this.recent_failures.invalidate(&key).await;
                     this.entries.insert(key.clone(), entry.clone()).await
                 }
-                Fetched::Failure(_) => {
+                Policy::Failure => {
                     // Keep a good entry that stale-if-error may still serve; otherwise
                     // cache the failure briefly like any other error.
                     let keep_good = this.entries.get(&key).await.is_some_and(|e| e.is_success());
@@ -397,7 +332,7 @@ impl ResponseCache {
                         this.entries.insert(key.clone(), entry.clone()).await;
                     }
                 }
-                Fetched::Private(_) => {}
+                Policy::Private => {}
             }
             // Leave the in-flight map before answering, so that a request arriving
             // from now on finds the cache entry (or starts its own fetch) instead of
@@ -439,16 +374,17 @@ impl Drop for FlightGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     #[test]
     fn an_entrys_weight_counts_its_spare_capacity() {
         let k = key(1);
-        let plain = Entry::json(StatusCode::OK, Bytes::from_static(b"[]"));
-        let spare = Entry {
+        let plain = Answer::json(StatusCode::OK, Bytes::from_static(b"[]"));
+        let spare = Answer {
             spare: 1000,
-            ..Entry::json(StatusCode::OK, Bytes::from_static(b"[]"))
+            ..Answer::json(StatusCode::OK, Bytes::from_static(b"[]"))
         };
-        assert_eq!(spare.weight(&k), plain.weight(&k) + 1000);
+        assert_eq!(weight(&k, &spare), weight(&k, &plain) + 1000);
     }
 
     fn key(i: usize) -> CacheKey {
@@ -458,8 +394,8 @@ mod tests {
         }
     }
 
-    fn answer(bytes: usize) -> Fetched {
-        Fetched::Answer(Entry::json(StatusCode::OK, Bytes::from(vec![b'x'; bytes])))
+    fn answer(bytes: usize) -> Answer {
+        Answer::json(StatusCode::OK, Bytes::from(vec![b'x'; bytes]))
     }
 
     #[test]
@@ -520,22 +456,13 @@ mod tests {
     #[tokio::test]
     async fn four_hundred_and_one_and_four_hundred_and_three_are_never_cached() {
         let cache = ResponseCache::new(CacheSettings::default());
-        let private = || async {
-            Fetched::Private(Entry::json(
-                StatusCode::UNAUTHORIZED,
-                Bytes::from_static(b"{}"),
-            ))
-        };
+        let private =
+            || async { Answer::json(StatusCode::UNAUTHORIZED, Bytes::from_static(b"{}")) };
         let (_, o1) = cache.get_or_fetch(key(1), false, private).await.unwrap();
         let (_, o2) = cache.get_or_fetch(key(1), false, private).await.unwrap();
         assert_eq!((o1, o2), (Outcome::Miss, Outcome::Miss));
         // Other errors are answers, cached for error_ttl.
-        let bad = || async {
-            Fetched::Answer(Entry::json(
-                StatusCode::BAD_REQUEST,
-                Bytes::from_static(b"{}"),
-            ))
-        };
+        let bad = || async { Answer::json(StatusCode::BAD_REQUEST, Bytes::from_static(b"{}")) };
         let (_, o1) = cache.get_or_fetch(key(2), false, bad).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let (_, o2) = cache.get_or_fetch(key(2), false, bad).await.unwrap();

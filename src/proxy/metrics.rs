@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use crate::proxy::cache::Outcome;
+use crate::proxy::answer::Outcome;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -49,10 +49,9 @@ pub struct UpstreamErrorLabels {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RouteLabels, Counter>,
-    pub cache_requests: Family<OutcomeLabels, Counter>,
-    pub cache_bytes_served: Family<OutcomeLabels, Counter>,
-    /// `cache_requests` and `cache_bytes_served` resolved per outcome once, so the
-    /// hit path increments two atomics instead of looking labels up.
+    /// `vcproxy_cache_requests_total` and `vcproxy_cache_served_bytes_total`
+    /// resolved per outcome once, so the hit path increments two atomics instead of
+    /// looking labels up.
     outcome_counters: [(Counter, Counter); 4],
     pub cache_entries: Gauge,
     pub cache_weighted_bytes: Gauge<i64, AtomicI64>,
@@ -169,8 +168,6 @@ impl Metrics {
             registry,
             requests,
             outcome_counters,
-            cache_requests,
-            cache_bytes_served,
             cache_entries,
             cache_weighted_bytes,
             upstream_requests,

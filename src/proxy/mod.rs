@@ -1,7 +1,23 @@
-//! The proxy at run time.
+//! The proxy at run time, in the order a request meets it:
+//!
+//! * [`front`]: the client-facing handlers (sessions, List Tasks, not-found);
+//! * [`sessions`]: client sessions and the pool of vCenter sessions behind them;
+//! * [`cache`]: pre-rendered answers, single-flight fetches, stale serving;
+//! * [`fanout`]: one question asked of every vCenter at once, merged;
+//! * [`failure`]: which vCenter failure the client hears of;
+//! * [`answer`]: the prepared answer and its conversion into a response.
+//!
+//! [`server`] builds the state from the configuration and runs the listeners;
+//! [`admin`] serves operators; [`metrics`] counts.
 
-pub mod cache;
-pub mod fanout;
-pub mod metrics;
-pub mod server;
-pub mod sessions;
+mod admin;
+pub(crate) mod answer;
+pub(crate) mod cache;
+pub(crate) mod failure;
+pub(crate) mod fanout;
+mod front;
+pub(crate) mod metrics;
+mod server;
+pub(crate) mod sessions;
+
+pub use server::{run, Proxy, ProxyError};

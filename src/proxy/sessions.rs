@@ -19,10 +19,9 @@
 //! vCenter sessions left without a client close after `backend_idle_timeout`, and all
 //! of them close at shutdown.
 
-use bytes::Bytes;
 use futures_util::future::join_all;
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
-use http::{Method, StatusCode};
+use http::header::HeaderValue;
+use http::StatusCode;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use std::collections::HashMap;
@@ -31,34 +30,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
+use super::failure::{pick_failure, UpstreamFailure};
+use super::metrics::Metrics;
 use crate::auth::users::UserList;
 use crate::config::Secret;
-use crate::protocol::error::{Family, VapiError};
-use crate::proxy::fanout::{pick_failure, UpstreamFailure};
-use crate::proxy::metrics::Metrics;
-use crate::upstream::Upstream;
-
-/// The header every vSphere Automation API call carries its session in.
-pub const SESSION_HEADER: HeaderName = HeaderName::from_static("vmware-api-session-id");
-
-/// One vCenter as the session pool sees it.
-#[derive(Clone, Debug)]
-pub struct Backend {
-    pub upstream: Upstream,
-    /// The families this vCenter serves; logins use the client's family when served,
-    /// so a refusal passes through in the shape the client expects.
-    pub families: Vec<Family>,
-}
-
-impl Backend {
-    fn login_family(&self, preferred: Family) -> Family {
-        if self.families.contains(&preferred) || self.families.is_empty() {
-            preferred
-        } else {
-            self.families[0]
-        }
-    }
-}
+use crate::protocol::{Family, VapiError};
+use crate::upstream::session_service::{self, LoginError as BackendLoginError};
+use crate::upstream::{Backend, Backends};
 
 /// How clients authenticate.
 #[derive(Clone)]
@@ -77,6 +55,15 @@ pub struct SessionSettings {
     pub client_idle: Duration,
     /// vCenter sessions without a client session this long are logged out.
     pub backend_idle: Duration,
+}
+
+impl From<&crate::config::Auth> for SessionSettings {
+    fn from(auth: &crate::config::Auth) -> SessionSettings {
+        SessionSettings {
+            client_idle: auth.client_session_idle,
+            backend_idle: auth.backend_idle_timeout,
+        }
+    }
 }
 
 /// Whose tasks a client sees, and the vCenter sessions that fetch them.
@@ -148,7 +135,7 @@ type PrincipalKey = (String, [u8; 32]);
 
 /// The session store: client sessions and the principals behind them.
 pub struct Sessions {
-    backends: Arc<[Backend]>,
+    backends: Backends,
     mode: AuthMode,
     settings: SessionSettings,
     clients: Cache<Arc<str>, Arc<ClientSession>>,
@@ -163,7 +150,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Sessions {
     pub fn new(
-        backends: Arc<[Backend]>,
+        backends: Backends,
         mode: AuthMode,
         settings: SessionSettings,
         metrics: Arc<Metrics>,
@@ -188,10 +175,6 @@ impl Sessions {
             salt,
             metrics,
         })
-    }
-
-    pub fn backends(&self) -> &[Backend] {
-        &self.backends
     }
 
     /// The client session for a `vmware-api-session-id` value.
@@ -337,61 +320,57 @@ impl Sessions {
         password: &Secret,
         family: Family,
     ) -> Result<Secret, UpstreamFailure> {
-        let name = backend.upstream.name();
-        let family = backend.login_family(family);
-        let path = match family {
-            Family::Rest => "/rest/com/vmware/cis/session",
-            Family::Api => "/api/session",
+        let name = backend.name();
+        let started = Instant::now();
+        let result = session_service::login(
+            &backend.upstream,
+            backend.login_family(family),
+            user,
+            password,
+        )
+        .await;
+        let answered = |status: StatusCode| {
+            self.metrics
+                .upstream_answer(name, status.as_u16(), started.elapsed())
         };
-        let auth = crate::auth::basic_auth::encode(user, password.expose()).ok_or_else(|| {
-            UpstreamFailure::proxy(
+        match result {
+            Ok((id, status)) => {
+                answered(status);
+                self.metrics.backend_session_opened(name);
+                info!(vcenter = %name, user = %user, "opened vCenter session");
+                Ok(id)
+            }
+            Err(BackendLoginError::Unsendable) => Err(UpstreamFailure::proxy(
                 name,
                 VapiError::invalid_argument("The credentials cannot be sent in an HTTP header."),
-            )
-        })?;
-        let started = Instant::now();
-        let response = backend
-            .upstream
-            .send(Method::POST, path, &[(AUTHORIZATION, auth)], None)
-            .await
-            .map_err(|e| {
+            )),
+            Err(BackendLoginError::Transport(e)) => {
                 self.metrics.upstream_error(name, "login");
                 warn!(vcenter = %name, error = %e, "vCenter login failed in transport");
-                UpstreamFailure::transport(name, &e)
-            })?;
-        self.metrics
-            .upstream_answer(name, response.status.as_u16(), started.elapsed());
-        if !response.status.is_success() {
-            info!(vcenter = %name, user = %user, status = response.status.as_u16(), "vCenter refused login");
-            return Err(UpstreamFailure::answer(name, response));
+                Err(UpstreamFailure::transport(name, &e))
+            }
+            Err(BackendLoginError::Refused(response)) => {
+                answered(response.status);
+                info!(vcenter = %name, user = %user, status = response.status.as_u16(), "vCenter refused login");
+                Err(UpstreamFailure::answer(name, response))
+            }
+            Err(BackendLoginError::NoSessionId(status)) => {
+                answered(status);
+                Err(UpstreamFailure::proxy(
+                    name,
+                    VapiError::service_unavailable(format!(
+                        "vCenter {name} answered the login with a body that holds no session id."
+                    )),
+                ))
+            }
         }
-        let id = parse_session_id(family, &response.body).ok_or_else(|| {
-            UpstreamFailure::proxy(
-                name,
-                VapiError::service_unavailable(format!(
-                    "vCenter {name} answered the login with a body that holds no session id."
-                )),
-            )
-        })?;
-        self.metrics.backend_session_opened(name);
-        info!(vcenter = %name, user = %user, "opened vCenter session");
-        Ok(Secret::new(id))
     }
 
     async fn backend_logout(&self, index: usize, id: &Secret) {
         let backend = &self.backends[index];
-        let name = backend.upstream.name();
-        let path = match backend.login_family(Family::Api) {
-            Family::Rest => "/rest/com/vmware/cis/session",
-            Family::Api => "/api/session",
-        };
-        let Ok(value) = HeaderValue::from_str(id.expose()) else {
-            return;
-        };
-        let result = backend
-            .upstream
-            .send(Method::DELETE, path, &[(SESSION_HEADER, value)], None)
-            .await;
+        let name = backend.name();
+        let family = backend.login_family(Family::Api);
+        let result = session_service::logout(&backend.upstream, family, id).await;
         self.metrics.backend_session_closed(name);
         match result {
             Ok(r) => debug!(vcenter = %name, status = r.status.as_u16(), "closed vCenter session"),
@@ -421,7 +400,7 @@ impl Sessions {
         };
         if slots[index].take().is_some() {
             self.metrics
-                .backend_session_closed(self.backends[index].upstream.name());
+                .backend_session_closed(self.backends[index].name());
         }
         let id = self
             .backend_login(&self.backends[index], &principal.user, &password, family)
@@ -520,41 +499,6 @@ fn basic_credentials(header: Option<&HeaderValue>) -> Option<(String, Secret)> {
     (!user.is_empty()).then(|| (user, Secret::new(password)))
 }
 
-/// The session id in a login answer: `{"value":"<id>"}` (`/rest`) or `"<id>"` (`/api`).
-fn parse_session_id(family: Family, body: &[u8]) -> Option<String> {
-    match family {
-        Family::Api => serde_json::from_slice::<String>(body).ok(),
-        Family::Rest => {
-            #[derive(serde::Deserialize)]
-            struct Wrapped {
-                value: String,
-            }
-            serde_json::from_slice::<Wrapped>(body)
-                .ok()
-                .map(|w| w.value)
-        }
-    }
-    .filter(|id| !id.is_empty() && HeaderValue::from_str(id).is_ok())
-}
-
-/// The login answer in the client's family: `/rest` 200 `{"value":"<id>"}`,
-/// `/api` 201 `"<id>"`.
-pub fn login_response(family: Family, id: &str) -> (StatusCode, Bytes) {
-    let mut body = Vec::with_capacity(id.len() + 16);
-    match family {
-        Family::Rest => {
-            body.extend_from_slice(b"{\"value\":");
-            crate::protocol::error::write_json_str(&mut body, id);
-            body.push(b'}');
-            (StatusCode::OK, Bytes::from(body))
-        }
-        Family::Api => {
-            crate::protocol::error::write_json_str(&mut body, id);
-            (StatusCode::CREATED, Bytes::from(body))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,27 +523,5 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn login_answers_in_both_families() {
-        assert_eq!(
-            login_response(Family::Rest, "abc"),
-            (StatusCode::OK, Bytes::from_static(br#"{"value":"abc"}"#))
-        );
-        assert_eq!(
-            login_response(Family::Api, "abc"),
-            (StatusCode::CREATED, Bytes::from_static(br#""abc""#))
-        );
-        assert_eq!(
-            parse_session_id(Family::Rest, br#"{"value":"abc"}"#).as_deref(),
-            Some("abc")
-        );
-        assert_eq!(
-            parse_session_id(Family::Api, br#""abc""#).as_deref(),
-            Some("abc")
-        );
-        assert_eq!(parse_session_id(Family::Api, br#""a\nb""#), None);
-        assert_eq!(parse_session_id(Family::Rest, b"<html>"), None);
     }
 }

@@ -17,9 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vcproxy::config::Config;
-use vcproxy::proxy::server::Proxy;
 use vcproxy::sim::{self, SimConfig, SimHandle};
 use vcproxy::Family;
+use vcproxy::Proxy;
 
 pub const ADMIN: (&str, &str) = (sim::DEFAULT_USER, sim::DEFAULT_PASSWORD);
 
@@ -278,14 +278,9 @@ impl Env {
         let addr = listener.local_addr().unwrap();
         let admin_addr = admin.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(vcproxy::proxy::server::run(
-            proxy.clone(),
-            listener,
-            admin,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let task = tokio::spawn(vcproxy::run(proxy.clone(), listener, admin, async move {
+            let _ = rx.await;
+        }));
         Env {
             sims,
             proxy,

@@ -1,0 +1,199 @@
+//! Which wire protocol a request speaks, and what differs between them.
+//!
+//! Every difference between the protocols is asked of [`Family`] here and answered
+//! by the protocol's own module ([`super::rest`], [`super::api`]); the rest of the
+//! proxy never matches on a path or a body shape itself. A new protocol is a new
+//! module beside those two and a new variant.
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use std::fmt;
+
+use super::error::VapiError;
+use super::{api, rest, Operation};
+
+/// Which of vCenter's two URL families a request uses. Bodies of the two families
+/// differ (wrapping, map encoding, error shape), so every response is rendered in the
+/// family of the request it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// `/rest/...` (vSphere 6.5 and later): wrapped values, maps as key/value arrays.
+    Rest,
+    /// `/api/...` (vSphere 7.0 U2 and later): bare values, maps as JSON objects.
+    Api,
+}
+
+impl Family {
+    /// Which family a request path belongs to, if any.
+    pub fn of_path(path: &str) -> Option<Family> {
+        if path == "/rest" || path.starts_with("/rest/") {
+            Some(Family::Rest)
+        } else if path == "/api" || path.starts_with("/api/") {
+            Some(Family::Api)
+        } else {
+            None
+        }
+    }
+
+    /// `"rest"` or `"api"`, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Rest => "rest",
+            Family::Api => "api",
+        }
+    }
+
+    /// The operation a request in this family asks for, if the proxy serves it.
+    pub(crate) fn operation(
+        self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Option<Operation> {
+        match self {
+            Family::Rest => rest::operation(method, path, query),
+            Family::Api => api::operation(method, path, query),
+        }
+    }
+
+    /// Where sessions are made (`POST`) and ended (`DELETE`).
+    pub(crate) fn session_path(self) -> &'static str {
+        match self {
+            Family::Rest => rest::SESSION_PATH,
+            Family::Api => api::SESSION_PATH,
+        }
+    }
+
+    /// Who-am-I: the method and the path with its query.
+    pub(crate) fn whoami_request(self) -> (Method, &'static str) {
+        match self {
+            Family::Rest => (Method::POST, rest::WHOAMI),
+            Family::Api => (Method::GET, api::SESSION_PATH),
+        }
+    }
+
+    /// The answer to a successful log-in that made session `id`.
+    pub(crate) fn login_answer(self, id: &str) -> (StatusCode, Bytes) {
+        match self {
+            Family::Rest => rest::login_answer(id),
+            Family::Api => api::login_answer(id),
+        }
+    }
+
+    /// The session id in a vCenter's log-in answer; `None` unless it is a non-empty
+    /// value that can travel in a header.
+    pub(crate) fn session_id(self, body: &[u8]) -> Option<String> {
+        match self {
+            Family::Rest => rest::session_id(body),
+            Family::Api => api::session_id(body),
+        }
+        .filter(|id| !id.is_empty() && http::HeaderValue::from_str(id).is_ok())
+    }
+
+    /// A value as this family answers it: wrapped in `/rest`, bare in `/api`.
+    pub(crate) fn answer_value(self, value: &[u8]) -> Vec<u8> {
+        match self {
+            Family::Rest => rest::wrap(|out| out.extend_from_slice(value)),
+            Family::Api => value.to_vec(),
+        }
+    }
+
+    /// The status of a successful log-out (which has no body).
+    pub(crate) fn logout_status(self) -> StatusCode {
+        match self {
+            Family::Rest => rest::LOGOUT_STATUS,
+            Family::Api => api::LOGOUT_STATUS,
+        }
+    }
+
+    /// `e` in this family's error shape.
+    pub(crate) fn error_body(self, e: &VapiError) -> Bytes {
+        match self {
+            Family::Rest => rest::error_body(e),
+            Family::Api => api::error_body(e),
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Operation;
+
+    #[test]
+    fn login_answers_in_both_families() {
+        assert_eq!(
+            Family::Rest.login_answer("abc"),
+            (StatusCode::OK, Bytes::from_static(br#"{"value":"abc"}"#))
+        );
+        assert_eq!(
+            Family::Api.login_answer("abc"),
+            (StatusCode::CREATED, Bytes::from_static(br#""abc""#))
+        );
+        assert_eq!(
+            Family::Rest.session_id(br#"{"value":"abc"}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(Family::Api.session_id(br#""abc""#).as_deref(), Some("abc"));
+        assert_eq!(Family::Api.session_id(br#""a\nb""#), None);
+        assert_eq!(Family::Rest.session_id(b"<html>"), None);
+    }
+
+    #[test]
+    fn operations_the_proxy_serves() {
+        let r = |m: Method, p: &str, q: Option<&str>| {
+            Family::of_path(p).and_then(|f| f.operation(&m, p, q))
+        };
+        assert_eq!(
+            r(Method::GET, "/rest/cis/tasks", None),
+            Some(Operation::ListTasks)
+        );
+        assert_eq!(
+            r(Method::POST, "/api/cis/tasks", Some("action=list")),
+            Some(Operation::ListTasks)
+        );
+        assert_eq!(r(Method::POST, "/api/cis/tasks", Some("action=get")), None);
+        assert_eq!(r(Method::POST, "/api/cis/tasks", None), None);
+        assert_eq!(
+            r(Method::POST, "/rest/com/vmware/cis/session", None),
+            Some(Operation::Login)
+        );
+        assert_eq!(
+            r(
+                Method::POST,
+                "/rest/com/vmware/cis/session",
+                Some("~action=get")
+            ),
+            Some(Operation::WhoAmI)
+        );
+        assert_eq!(
+            r(Method::POST, "/rest/com/vmware/cis/session", Some("x=1")),
+            None
+        );
+        assert_eq!(
+            r(Method::DELETE, "/api/session", None),
+            Some(Operation::Logout)
+        );
+        assert_eq!(
+            r(Method::GET, "/api/session", None),
+            Some(Operation::WhoAmI)
+        );
+        assert_eq!(r(Method::GET, "/api/vcenter/vm", None), None);
+        assert_eq!(r(Method::PUT, "/rest/cis/tasks", None), None);
+        assert_eq!(r(Method::GET, "/rest/cis/tasks/abc", None), None);
+    }
+
+    #[test]
+    fn family_of_path() {
+        assert_eq!(Family::of_path("/rest/cis/tasks"), Some(Family::Rest));
+        assert_eq!(Family::of_path("/api/cis/tasks"), Some(Family::Api));
+        assert_eq!(Family::of_path("/restx"), None);
+        assert_eq!(Family::of_path("/metrics"), None);
+    }
+}

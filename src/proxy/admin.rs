@@ -1,0 +1,52 @@
+//! The admin listener: metrics, health, readiness and cache purge, for operators.
+//! It is not authenticated: keep it on loopback or a management network.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use std::sync::atomic::Ordering;
+use tracing::info;
+
+use super::answer::Body;
+use super::server::Proxy;
+
+pub(super) async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Body> {
+    let text = |status: StatusCode, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let (entries, bytes) = proxy.cache.usage().await;
+            proxy.metrics.cache_entries.set(entries as i64);
+            proxy.metrics.cache_weighted_bytes.set(bytes as i64);
+            let mut r = text(StatusCode::OK, proxy.metrics.render());
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
+        (&Method::GET, "/readyz") => {
+            if proxy.ready.load(Ordering::SeqCst) {
+                text(StatusCode::OK, "ready\n".into())
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
+            }
+        }
+        (&Method::POST, "/cache/purge") => {
+            proxy.cache.purge();
+            info!("cache purged by the admin API");
+            text(StatusCode::OK, "purged\n".into())
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
