@@ -107,6 +107,15 @@ impl Gathered {
     }
 }
 
+/// What the gathered outcomes call for.
+enum Verdict {
+    /// Merge the answers; `partial` names the vCenters left out, for the
+    /// `vcproxy-partial` header.
+    Merge { partial: Option<HeaderValue> },
+    /// Report this vCenter's failure.
+    Fail(UpstreamFailure),
+}
+
 /// One vCenter's outcome, as its task returned it or, for a task that panicked
 /// (the set is never aborted while joined, so only a panic is an error here), a 503
 /// naming that vCenter: a bug in reading one answer fails that vCenter, not the
@@ -168,11 +177,10 @@ impl Fanout {
         });
         let (results, out) = self.ask_all(principal, family, ask).await;
         let mut gathered = Gathered::new(results);
-        let partial = match self.partial(family, &mut gathered) {
-            Ok(partial) => partial,
-            Err(failure) => return failure,
-        };
-        self.merge(family, gathered, partial, out)
+        match self.verdict(&mut gathered) {
+            Verdict::Merge { partial } => self.merge(family, gathered, partial, out),
+            Verdict::Fail(failure) => failure.into_answer(family),
+        }
     }
 
     /// A 404 naming the vCenters that do not serve `family`, if any: a merge
@@ -233,22 +241,23 @@ impl Fanout {
         (results, out)
     }
 
-    /// With failures: the `vcproxy-partial` value when a partial merge is allowed
-    /// (partial mode, only outages, something answered), or else the failure to
-    /// report, as `Err`.
-    fn partial(&self, family: Family, g: &mut Gathered) -> Result<Option<HeaderValue>, Answer> {
+    /// Whether to merge: yes when every vCenter answered, or when a partial merge
+    /// is allowed (partial mode, only outages, something answered); otherwise the
+    /// failure to report.
+    fn verdict(&self, g: &mut Gathered) -> Verdict {
         if g.failures.is_empty() {
-            return Ok(None);
+            return Verdict::Merge { partial: None };
         }
         let all_outages = g.failures.iter().all(|f| f.status().is_server_error());
         if !(self.settings.partial && all_outages && !g.answers.is_empty()) {
-            let chosen =
-                pick_failure(std::mem::take(&mut g.failures)).expect("failures is not empty");
-            return Err(chosen.into_answer(family));
+            let failures = std::mem::take(&mut g.failures);
+            return Verdict::Fail(pick_failure(failures).expect("failures is not empty"));
         }
         let names: Vec<&str> = g.failures.iter().map(|f| &*f.vcenter).collect();
         warn!(failed = %names.join(","), "answering with a partial merge");
-        Ok(HeaderValue::from_str(&names.join(",")).ok())
+        Verdict::Merge {
+            partial: HeaderValue::from_str(&names.join(",")).ok(),
+        }
     }
 
     /// Merges the answers into `out`: the merged list with its `Server-Timing`, or
