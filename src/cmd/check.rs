@@ -9,7 +9,8 @@ use http::header::{HeaderValue, AUTHORIZATION};
 use http::{Method, StatusCode};
 use std::time::Instant;
 
-use crate::config::{Config, Secret};
+use crate::auth::Secret;
+use crate::config::Config;
 use crate::protocol::error::Family;
 use crate::proxy::sessions::SESSION_HEADER;
 use crate::upstream::{Upstream, UpstreamSettings};

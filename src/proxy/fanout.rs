@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tracing::{debug, warn, Instrument};
 
-use crate::config::Secret;
+use crate::auth::Secret;
 use crate::protocol::error::{Family, VapiError};
 use crate::protocol::filter::ListRequest;
 use crate::protocol::merge::{

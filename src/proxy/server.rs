@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tracing::{debug, debug_span, field, info, warn, Instrument};
 
-use crate::config::{AuthMode as ConfigAuthMode, Config, OnTooMany};
+use crate::config::{Config, OnTooMany};
 use crate::protocol::error::{Family, VapiError};
 use crate::protocol::filter::{Limits, ListRequest};
 use crate::protocol::merge::MergeOptions;
@@ -30,7 +30,7 @@ use crate::proxy::cache::{CacheKey, CacheSettings, Entry, KeyMemo, Outcome, Resp
 use crate::proxy::fanout::{Fanout, JSON};
 use crate::proxy::metrics::Metrics;
 use crate::proxy::sessions::{
-    login_response, AuthMode, Backend, LoginError, SessionSettings, Sessions, SESSION_HEADER,
+    login_response, Backend, LoginError, SessionSettings, Sessions, SESSION_HEADER,
 };
 use crate::upstream::{Upstream, UpstreamConfigError, UpstreamSettings};
 
@@ -80,17 +80,9 @@ impl Proxy {
                 families: vc.families.clone(),
             });
         }
-        let mode = match &config.auth.mode {
-            ConfigAuthMode::Passthrough => AuthMode::Passthrough,
-            ConfigAuthMode::ServiceAccount(sa) => AuthMode::ServiceAccount {
-                username: sa.username.clone(),
-                password: sa.password.clone(),
-                users: Arc::new(sa.users.clone()),
-            },
-        };
         let sessions = Sessions::new(
             backends.into(),
-            mode,
+            config.auth.mode.clone(),
             SessionSettings {
                 client_idle: config.auth.client_session_idle,
                 backend_idle: config.auth.backend_idle_timeout,

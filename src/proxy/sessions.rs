@@ -31,8 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
-use crate::auth::users::UserList;
-use crate::config::Secret;
+use crate::auth::{AuthMode, Secret, ServiceAccount};
 use crate::protocol::error::{Family, VapiError};
 use crate::proxy::fanout::{pick_failure, UpstreamFailure};
 use crate::proxy::metrics::Metrics;
@@ -58,17 +57,6 @@ impl Backend {
             self.families[0]
         }
     }
-}
-
-/// How clients authenticate.
-#[derive(Clone)]
-pub enum AuthMode {
-    Passthrough,
-    ServiceAccount {
-        username: String,
-        password: Secret,
-        users: Arc<UserList>,
-    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -215,11 +203,11 @@ impl Sessions {
                 let principal = self.passthrough_principal(&user, &password, family).await?;
                 (principal.user.clone(), principal)
             }
-            AuthMode::ServiceAccount {
+            AuthMode::ServiceAccount(ServiceAccount {
                 username,
                 password: account_password,
                 users,
-            } => {
+            }) => {
                 // PBKDF2 is deliberately slow: keep it off the async workers.
                 let users = users.clone();
                 let (u, p) = (user.clone(), password.clone());
