@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
-use vcproxy::config::{Config, LogFormat, Secret};
+use vcproxy::auth::{AuthMode, Secret};
+use vcproxy::config::{Config, LogFormat};
 
 #[derive(Parser)]
 #[command(
@@ -152,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             println!("configuration OK: {} vCenter(s)", config.vcenters.len());
             let credentials = match (&config.auth.mode, user) {
-                (vcproxy::config::AuthMode::ServiceAccount(sa), _) => {
+                (AuthMode::ServiceAccount(sa), _) => {
                     Some((sa.username.clone(), sa.password.clone()))
                 }
                 (_, Some(user)) => {

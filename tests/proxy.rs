@@ -1134,7 +1134,7 @@ async fn check_reports_each_vcenter() {
         .chain([dead_url])
         .collect();
     let config = common::config(common::LISTEN, &urls, |_| "connect_timeout = \"1s\"".into());
-    let creds = Some((ADMIN.0.to_owned(), vcproxy::config::Secret::new(ADMIN.1)));
+    let creds = Some((ADMIN.0.to_owned(), vcproxy::auth::Secret::new(ADMIN.1)));
     let reports = vcproxy::cmd::check::check(&config, creds).await;
     let summary: Vec<(String, bool)> = reports.iter().map(|r| (r.vcenter.clone(), r.ok)).collect();
     assert_eq!(
@@ -1148,7 +1148,7 @@ async fn check_reports_each_vcenter() {
     );
     assert!(reports[0].detail.contains("login"), "{reports:?}");
     assert!(reports[2].detail.contains("unreachable"), "{reports:?}");
-    let bad = Some((ADMIN.0.to_owned(), vcproxy::config::Secret::new("nope")));
+    let bad = Some((ADMIN.0.to_owned(), vcproxy::auth::Secret::new("nope")));
     let reports = vcproxy::cmd::check::check(&config, bad).await;
     assert!(
         !reports[0].ok && reports[0].detail.contains("refused"),

@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use crate::config::{Config, Secret};
+use crate::auth::Secret;
+use crate::config::Config;
 use crate::protocol::Family;
 use crate::upstream::session_service::{self, LoginError};
 use crate::upstream::{Upstream, UpstreamSettings};

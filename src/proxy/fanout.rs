@@ -21,7 +21,7 @@ use super::answer::{server_timing, Answer, JSON};
 use super::failure::{pick_failure, UpstreamFailure};
 use super::metrics::Metrics;
 use super::sessions::{Principal, Sessions};
-use crate::config::Secret;
+use crate::auth::Secret;
 use crate::protocol::filter::ListRequest;
 use crate::protocol::merge::{
     merge_parsed_into, MergeOptions, ParsedBody, StreamParser, UpstreamBody,

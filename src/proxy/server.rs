@@ -18,8 +18,8 @@ use tracing::info;
 use super::cache::{CacheSettings, KeyMemo, ResponseCache};
 use super::fanout::{Fanout, FanoutSettings};
 use super::metrics::Metrics;
-use super::sessions::{AuthMode, SessionSettings, Sessions};
-use crate::config::{AuthMode as ConfigAuthMode, Config};
+use super::sessions::{SessionSettings, Sessions};
+use crate::config::Config;
 use crate::net::listener::{self, ServeOptions};
 use crate::protocol::filter::Limits;
 use crate::upstream::{Backends, UpstreamConfigError};
@@ -55,17 +55,9 @@ impl Proxy {
     pub fn new(config: &Config) -> Result<Arc<Proxy>, ProxyError> {
         let metrics = Arc::new(Metrics::new());
         let backends = Backends::from_config(&config.vcenters)?;
-        let mode = match &config.auth.mode {
-            ConfigAuthMode::Passthrough => AuthMode::Passthrough,
-            ConfigAuthMode::ServiceAccount(sa) => AuthMode::ServiceAccount {
-                username: sa.username.clone(),
-                password: sa.password.clone(),
-                users: Arc::new(sa.users.clone()),
-            },
-        };
         let sessions = Sessions::new(
             backends.clone(),
-            mode,
+            config.auth.mode.clone(),
             SessionSettings::from(&config.auth),
             metrics.clone(),
         );

@@ -32,22 +32,10 @@ use tracing::{debug, info, warn};
 
 use super::failure::{pick_failure, UpstreamFailure};
 use super::metrics::Metrics;
-use crate::auth::users::UserList;
-use crate::config::Secret;
+use crate::auth::{AuthMode, Secret, ServiceAccount};
 use crate::protocol::{Family, VapiError};
 use crate::upstream::session_service::{self, LoginError as BackendLoginError};
 use crate::upstream::{Backend, Backends};
-
-/// How clients authenticate.
-#[derive(Clone)]
-pub enum AuthMode {
-    Passthrough,
-    ServiceAccount {
-        username: String,
-        password: Secret,
-        users: Arc<UserList>,
-    },
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionSettings {
@@ -198,11 +186,11 @@ impl Sessions {
                 let principal = self.passthrough_principal(&user, &password, family).await?;
                 (principal.user.clone(), principal)
             }
-            AuthMode::ServiceAccount {
+            AuthMode::ServiceAccount(ServiceAccount {
                 username,
                 password: account_password,
                 users,
-            } => {
+            }) => {
                 // PBKDF2 is deliberately slow: keep it off the async workers.
                 let users = users.clone();
                 let (u, p) = (user.clone(), password.clone());

@@ -7,7 +7,7 @@ use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use http::{Method, StatusCode};
 
 use super::client::{TransportError, Upstream, UpstreamResponse};
-use crate::config::Secret;
+use crate::auth::Secret;
 use crate::protocol::{Family, SESSION_HEADER};
 
 /// Why a log-in gave no session.
