@@ -51,7 +51,7 @@ enum Command {
         sim_port: u16,
     },
     /// Run a simulated vCenter (sessions, List Tasks, faults) for trying clients without one.
-    Sim(vcproxy::sim::SimArgs),
+    Sim(vcproxy::cmd::sim::SimArgs),
     /// Hash a password for the service-account mode's users file (reads it from stdin).
     HashPassword,
 }
@@ -65,28 +65,6 @@ fn init_logging(format: LogFormat, level: &str) {
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 
@@ -106,7 +84,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tls = proxy.is_tls(),
         "vcproxy serving"
     );
-    vcproxy::run(proxy, listener, admin, shutdown_signal()).await;
+    let shutdown = async {
+        if let Err(e) = vcproxy::cmd::signal::shutdown().await {
+            tracing::error!(error = %e, "cannot wait for Ctrl-C or SIGTERM; stopping");
+        }
+    };
+    vcproxy::run(proxy, listener, admin, shutdown).await;
     Ok(())
 }
 
@@ -201,7 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Sim(args) => vcproxy::sim::run_cli(args).await,
+        Command::Sim(args) => vcproxy::cmd::sim::run_cli(args).await,
         Command::HashPassword => {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password)?;

@@ -1,5 +1,7 @@
-//! The commands `main.rs` offers besides `serve`, as library functions so tests run
-//! them too.
+//! The commands of the `vcproxy` binary besides `serve`, as library functions so
+//! that tests run them too; `main.rs` only parses the command line.
 
 pub mod check;
 pub mod demo;
+pub mod signal;
+pub mod sim;

@@ -33,13 +33,16 @@ pub(crate) fn operation(method: &Method, path: &str, query: Option<&str>) -> Opt
 pub(crate) fn login_answer(id: &str) -> (StatusCode, Bytes) {
     let mut body = Vec::with_capacity(id.len() + 2);
     write_str(&mut body, id);
-    (StatusCode::CREATED, Bytes::from(body))
+    (LOGIN_STATUS, Bytes::from(body))
 }
 
 /// The session id in a login answer, `"<id>"`.
 pub(crate) fn session_id(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<String>(body).ok()
 }
+
+/// Log-in answers with this status.
+pub(crate) const LOGIN_STATUS: StatusCode = StatusCode::CREATED;
 
 /// Log-out answers 204 with no body.
 pub(crate) const LOGOUT_STATUS: StatusCode = StatusCode::NO_CONTENT;

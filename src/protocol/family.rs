@@ -98,6 +98,14 @@ impl Family {
         }
     }
 
+    /// The status of a successful log-in.
+    pub(crate) fn login_status(self) -> StatusCode {
+        match self {
+            Family::Rest => rest::LOGIN_STATUS,
+            Family::Api => api::LOGIN_STATUS,
+        }
+    }
+
     /// The status of a successful log-out (which has no body).
     pub(crate) fn logout_status(self) -> StatusCode {
         match self {

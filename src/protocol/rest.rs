@@ -37,7 +37,7 @@ pub(super) fn has_param(query: Option<&str>, pair: &str) -> bool {
 
 /// 200 `{"value":"<id>"}`.
 pub(crate) fn login_answer(id: &str) -> (StatusCode, Bytes) {
-    (StatusCode::OK, Bytes::from(wrap(|out| write_str(out, id))))
+    (LOGIN_STATUS, Bytes::from(wrap(|out| write_str(out, id))))
 }
 
 /// The session id in a login answer, `{"value":"<id>"}`.
@@ -59,6 +59,9 @@ pub(crate) fn wrap(value: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     out.push(b'}');
     out
 }
+
+/// Log-in answers with this status.
+pub(crate) const LOGIN_STATUS: StatusCode = StatusCode::OK;
 
 /// Log-out answers 200 with no body.
 pub(crate) const LOGOUT_STATUS: StatusCode = StatusCode::OK;

@@ -19,13 +19,12 @@
 //!
 //! Use it in-process with [`start`] and [`SimConfig`]; the returned [`SimHandle`]
 //! changes faults, reads [`Stats`], expires sessions, advances time and shuts
-//! down. On the command line it is `vcproxy sim` ([`SimArgs`], [`run_cli`]).
+//! down. On the command line it is `vcproxy sim` (`crate::cmd::sim`).
 //!
 //! Modules: `data` (generation and evolution), `model` (typed Info and its
 //! rendering per family), `query` (List Tasks semantics), `sessions`, `faults`,
-//! `stats`, `routes` (HTTP handling), `server` (in-process API), `cli`.
+//! `stats`, `routes` (HTTP handling), `server` (in-process API).
 
-mod cli;
 mod data;
 mod faults;
 mod model;
@@ -36,10 +35,8 @@ mod server;
 mod sessions;
 mod stats;
 
-pub use cli::{run_cli, SimArgs};
 pub use data::service_ids;
 pub use faults::{Faults, InvalidFaults};
-pub use routes::SESSION_HEADER;
 pub use server::{start, SimConfig, SimHandle};
 pub use sessions::{UserSpec, DEFAULT_PASSWORD, DEFAULT_USER};
 pub use stats::{Endpoint, FamilyCounts, FaultCounts, Stats};

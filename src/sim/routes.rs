@@ -22,7 +22,7 @@ use super::sessions::{self, Session, Sessions, UserSpec};
 use super::stats::{Counters, Endpoint, FaultKind, Stats};
 use crate::protocol::error::{ErrorKind, VapiError};
 use crate::protocol::filter::{self, Limits};
-use crate::Family;
+use crate::protocol::{api, rest, Family, SESSION_HEADER};
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
@@ -32,9 +32,6 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// The header that carries a session id.
-pub const SESSION_HEADER: &str = "vmware-api-session-id";
 
 /// Everything a simulator holds.
 pub(crate) struct SimState {
@@ -140,37 +137,37 @@ impl Route {
 }
 
 fn route(family: Family, method: &Method, path: &str, query: Option<&str>) -> Route {
-    let task_id = |prefix: &str| {
-        path.strip_prefix(prefix)
+    // Get Task: the tasks path, a slash, and one segment.
+    let task_id = |tasks: &str| {
+        path.strip_prefix(tasks)
+            .and_then(|rest| rest.strip_prefix('/'))
             .filter(|id| !id.is_empty() && !id.contains('/'))
             .map(str::to_owned)
     };
     match family {
         Family::Rest => match (method, path) {
-            (&Method::POST, "/rest/com/vmware/cis/session") => {
-                match query_param(query, "~action").as_deref() {
-                    None => Route::Login,
-                    Some("get") => Route::WhoAmI,
-                    Some(_) => Route::NotFound,
-                }
-            }
-            (&Method::DELETE, "/rest/com/vmware/cis/session") => Route::Logout,
-            (&Method::GET, "/rest/cis/tasks") => Route::List,
-            (&Method::GET, _) => task_id("/rest/cis/tasks/").map_or(Route::NotFound, Route::Get),
+            (&Method::POST, rest::SESSION_PATH) => match query_param(query, "~action").as_deref() {
+                None => Route::Login,
+                Some("get") => Route::WhoAmI,
+                Some(_) => Route::NotFound,
+            },
+            (&Method::DELETE, rest::SESSION_PATH) => Route::Logout,
+            (&Method::GET, rest::TASKS_PATH) => Route::List,
+            (&Method::GET, _) => task_id(rest::TASKS_PATH).map_or(Route::NotFound, Route::Get),
             _ => Route::NotFound,
         },
         Family::Api => match (method, path) {
-            (&Method::POST, "/api/session") => Route::Login,
-            (&Method::GET, "/api/session") => Route::WhoAmI,
-            (&Method::DELETE, "/api/session") => Route::Logout,
-            (&Method::POST, "/api/cis/tasks") => {
+            (&Method::POST, api::SESSION_PATH) => Route::Login,
+            (&Method::GET, api::SESSION_PATH) => Route::WhoAmI,
+            (&Method::DELETE, api::SESSION_PATH) => Route::Logout,
+            (&Method::POST, api::TASKS_PATH) => {
                 if query_param(query, "action").as_deref() == Some("list") {
                     Route::List
                 } else {
                     Route::NotFound
                 }
             }
-            (&Method::GET, _) => task_id("/api/cis/tasks/").map_or(Route::NotFound, Route::Get),
+            (&Method::GET, _) => task_id(api::TASKS_PATH).map_or(Route::NotFound, Route::Get),
             _ => Route::NotFound,
         },
     }
@@ -337,11 +334,7 @@ fn login(
     tracing::info!(user = %name, %family, "session created");
     let mut w = Writer::new(family);
     w.wrapped(|w| w.string(&id));
-    let status = match family {
-        Family::Rest => StatusCode::OK,
-        Family::Api => StatusCode::CREATED,
-    };
-    Ok(json(status, w.finish()))
+    Ok(json(family.login_status(), w.finish()))
 }
 
 fn who_am_i(state: &SimState, family: Family, s: &Session) -> Response<SimBody> {
@@ -371,10 +364,7 @@ fn logout(
     }
     tracing::info!(%family, "session deleted");
     let mut resp = Response::new(SimBody::empty());
-    *resp.status_mut() = match family {
-        Family::Rest => StatusCode::OK,
-        Family::Api => StatusCode::NO_CONTENT,
-    };
+    *resp.status_mut() = family.logout_status();
     Ok(resp)
 }
 

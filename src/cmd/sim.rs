@@ -1,9 +1,6 @@
 //! `vcproxy sim`: the simulator on the command line.
 
-use super::faults::Faults;
-use super::server::{start, SimConfig};
-use super::sessions::UserSpec;
-use super::stats::Endpoint;
+use crate::sim::{start, Endpoint, Faults, SimConfig, UserSpec};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -175,26 +172,11 @@ pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
     }
     println!("  control: {base}/_sim/{{faults,stats,tasks,expire-sessions,advance}}");
 
-    wait_for_signal().await?;
+    super::signal::shutdown()
+        .await
+        .context("waiting for Ctrl-C or SIGTERM")?;
     tracing::info!("stopping");
     sim.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
     Ok(())
 }
 
