@@ -3,7 +3,7 @@
 
 use super::{Admin, Auth, ByteSize, Cache, Log, LogFormat, Merge, OnTooMany};
 use crate::auth::AuthMode;
-use crate::Family;
+use crate::protocol::Family;
 use serde::de::{self, Deserializer, IgnoredAny};
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -27,7 +27,7 @@ mod validate;
 pub use units::{ByteSize, ByteSizeError, CertFingerprint, FingerprintError};
 
 use crate::auth::AuthMode;
-use crate::Family;
+use crate::protocol::Family;
 use file::socket_addr;
 use http::Uri;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::auth::users::UserList;
 use crate::auth::{AuthMode, Secret, ServiceAccount};
-use crate::Family;
+use crate::protocol::Family;
 use http::Uri;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -81,16 +81,6 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
 }
 
-impl From<&crate::config::Listen> for ServeOptions {
-    fn from(l: &crate::config::Listen) -> ServeOptions {
-        ServeOptions {
-            max_connections: l.max_connections,
-            max_header_bytes: l.max_header_bytes.as_usize(),
-            header_read_timeout: l.header_read_timeout,
-        }
-    }
-}
-
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {

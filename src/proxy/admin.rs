@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use tracing::info;
 
 use super::answer::Body;
-use super::server::Proxy;
+use super::state::Proxy;
 
 pub(super) async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Body> {
     let text = |status: StatusCode, body: String| {

@@ -23,8 +23,8 @@ use tracing::{debug, debug_span, field, warn, Instrument};
 
 use super::answer::{Answer, Body};
 use super::cache::CacheKey;
-use super::server::Proxy;
 use super::sessions::{ClientSession, LoginError};
+use super::state::Proxy;
 use crate::protocol::filter::ListRequest;
 use crate::protocol::{Family, Operation, VapiError, SESSION_HEADER};
 

@@ -7,7 +7,7 @@
 //! * [`failure`]: which vCenter failure the client hears of;
 //! * [`answer`]: the prepared answer and its conversion into a response.
 //!
-//! [`server`] builds the state from the configuration and runs the listeners;
+//! [`state`] builds the proxy from the configuration, [`server`] runs its listeners;
 //! [`admin`] serves operators; [`metrics`] counts.
 
 mod admin;
@@ -19,5 +19,7 @@ mod front;
 pub(crate) mod metrics;
 mod server;
 pub(crate) mod sessions;
+mod state;
 
-pub use server::{run, Proxy, ProxyError};
+pub use server::run;
+pub use state::{Proxy, ProxyError};

@@ -580,8 +580,8 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Family;
     use crate::sim::model::Writer;
-    use crate::Family;
 
     #[test]
     fn generation_is_deterministic_and_seed_dependent() {

@@ -13,7 +13,7 @@
 //! `id`); optional fields that are unset are left out.
 
 use crate::protocol::json::write_str as write_json_str;
-use crate::Family;
+use crate::protocol::Family;
 
 /// Milliseconds since the Unix epoch (UTC).
 pub(crate) type Millis = i64;

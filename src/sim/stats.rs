@@ -7,7 +7,7 @@
 //! that is released when the handler finishes or is dropped (a client hanging up).
 //! Control requests under `/_sim/` are not counted.
 
-use crate::Family;
+use crate::protocol::Family;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;

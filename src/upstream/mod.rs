@@ -7,14 +7,13 @@
 
 mod client;
 pub(crate) mod session_service;
+mod settings;
 mod trust;
 
 use std::sync::Arc;
 
-pub use client::{
-    TransportError, Upstream, UpstreamConfigError, UpstreamResponse, UpstreamSettings,
-    MAX_UPSTREAM_BODY,
-};
+pub use client::{TransportError, Upstream, UpstreamResponse, MAX_UPSTREAM_BODY};
+pub use settings::{UpstreamConfigError, UpstreamSettings};
 
 use crate::protocol::Family;
 

@@ -7,7 +7,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::sync::Arc;
 
-use super::client::{UpstreamConfigError, UpstreamSettings};
+use super::settings::{UpstreamConfigError, UpstreamSettings};
 
 pub(super) fn client_tls_config(s: &UpstreamSettings) -> Result<ClientConfig, UpstreamConfigError> {
     let provider = crate::net::tls::provider();
