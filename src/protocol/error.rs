@@ -13,6 +13,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use std::fmt;
 
+/// Also named here for callers that import it from this module.
+pub(crate) use crate::protocol::json::write_json_str;
+
 /// Which of vCenter's two URL families a request uses. Bodies of the two families
 /// differ (wrapping, map encoding, error shape), so every response is rendered in the
 /// family of the request it answers.
@@ -199,12 +202,6 @@ impl fmt::Display for VapiError {
 }
 
 impl std::error::Error for VapiError {}
-
-/// Appends `s` as a JSON string literal.
-pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    // serde_json's escaper is the reference; writing to a Vec cannot fail.
-    serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
-}
 
 #[cfg(test)]
 mod tests {
