@@ -2,19 +2,10 @@
 //!
 //! hyper hands a response to the socket as one vectored write: head and body in one
 //! `writev`, so the head leaves in the body's first segment. nginx, serving the same
-//! cached answer with `sendfile`, writes the head first and the body after it. On
-//! Linux with BBR congestion control (the default of this project's benchmark
-//! machine, and a common choice on servers), that difference alone changed the hit
-//! path's tail latency (`cargo bench --bench load`, 99 KB answers, 64 keep-alive
-//! connections, loopback; figures in `benches/RESULTS.md`):
-//!
-//! * head and body together: BBR's bandwidth estimate on some client connections
-//!   fell to 19–40 Gbit/s (`ss -ti`), so the kernel paced those answers, arming a
-//!   pacing timer per write (perf: ~20% of the proxy's CPU under the timer and
-//!   softirq code that goes with it), and the p99 was 1.4–1.6 ms at equal load
-//!   against nginx's 1.1–1.2 ms;
-//! * head first: estimates stayed at 85–175 Gbit/s, as for nginx's connections, no
-//!   pacing, and the p99 fell to 1.0–1.2 ms, level with nginx.
+//! cached answer with `sendfile`, writes the head first and the body after it. With
+//! BBR congestion control, writing the head first as nginx does keeps the kernel from
+//! pacing the answer, which otherwise raises the hit path's tail latency (measured in
+//! `benches/RESULTS.md`).
 //!
 //! The price is one more system call for answers of [`MIN_BODY`] bytes or more;
 //! smaller answers, HTTP/2 frames and everything else are written exactly as hyper

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use super::error::VapiError;
-use super::json::write_str;
+use super::json::write_json_str;
 use super::rest::has_param;
 use super::Operation;
 
@@ -32,7 +32,7 @@ pub(crate) fn operation(method: &Method, path: &str, query: Option<&str>) -> Opt
 /// 201 `"<id>"`.
 pub(crate) fn login_answer(id: &str) -> (StatusCode, Bytes) {
     let mut body = Vec::with_capacity(id.len() + 2);
-    write_str(&mut body, id);
+    write_json_str(&mut body, id);
     (LOGIN_STATUS, Bytes::from(body))
 }
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use std::fmt;
 
-use super::json::write_str;
+use super::json::write_json_str;
 use super::Family;
 
 /// The vAPI standard errors that vcproxy and its simulator produce themselves.
@@ -135,9 +135,9 @@ impl VapiError {
     /// The `messages` array both shapes share: one message with its id.
     pub(super) fn write_messages(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"[{\"args\":[],\"default_message\":");
-        write_str(out, &self.message);
+        write_json_str(out, &self.message);
         out.extend_from_slice(b",\"id\":");
-        write_str(out, self.id);
+        write_json_str(out, self.id);
         out.extend_from_slice(b"}]");
     }
 }

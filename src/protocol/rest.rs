@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use super::error::VapiError;
-use super::json::write_str;
+use super::json::write_json_str;
 use super::Operation;
 
 /// Log-in (`POST`), who-am-I (`POST` with [`WHOAMI_QUERY`]) and log-out (`DELETE`).
@@ -37,7 +37,10 @@ pub(super) fn has_param(query: Option<&str>, pair: &str) -> bool {
 
 /// 200 `{"value":"<id>"}`.
 pub(crate) fn login_answer(id: &str) -> (StatusCode, Bytes) {
-    (LOGIN_STATUS, Bytes::from(wrap(|out| write_str(out, id))))
+    (
+        LOGIN_STATUS,
+        Bytes::from(wrap(|out| write_json_str(out, id))),
+    )
 }
 
 /// The session id in a login answer, `{"value":"<id>"}`.

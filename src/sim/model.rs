@@ -12,7 +12,7 @@
 //! of the vAPI samples in `shared/vsphere/API-NOTES.md` (`args`, `default_message`,
 //! `id`); optional fields that are unset are left out.
 
-use crate::protocol::json::write_str as write_json_str;
+use crate::protocol::json::write_json_str;
 use crate::protocol::Family;
 
 /// Milliseconds since the Unix epoch (UTC).
