@@ -29,61 +29,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::answer::{Answer, Outcome};
-use crate::protocol::Family;
 
 /// Who asked which question: the principal and the canonical request key
-/// ([`crate::protocol::filter::ListRequest::key`], which holds the API family).
+/// ([`crate::protocol::filter::Resolved::key`], which holds the API family).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     pub principal: Arc<str>,
     pub request: Arc<[u8]>,
-}
-
-/// Canonical request keys of raw requests seen before, so that a client polling the
-/// same URL is answered without its filter being parsed again: the hit path is a
-/// hash of the raw query and two lookups.
-///
-/// The raw form is the query string of a bodyless `/rest` GET, or the body of an
-/// `/api` POST whose query is exactly `action=list`; other requests are parsed every
-/// time. Only filters that parsed are remembered, and the key is a pure function of
-/// the raw form, so a remembered key is always the one parsing would give.
-pub struct KeyMemo {
-    rest: moka::sync::Cache<Arc<str>, Arc<[u8]>>,
-    api: moka::sync::Cache<Arc<[u8]>, Arc<[u8]>>,
-}
-
-impl KeyMemo {
-    /// A memo holding at most about `max_bytes` of raw requests and keys.
-    pub fn new(max_bytes: u64) -> KeyMemo {
-        let weigh =
-            |raw: usize, key: &Arc<[u8]>| u32::try_from(raw + key.len() + 64).unwrap_or(u32::MAX);
-        KeyMemo {
-            rest: moka::sync::Cache::builder()
-                .max_capacity(max_bytes / 2)
-                .weigher(move |raw: &Arc<str>, key: &Arc<[u8]>| weigh(raw.len(), key))
-                .build(),
-            api: moka::sync::Cache::builder()
-                .max_capacity(max_bytes / 2)
-                .weigher(move |raw: &Arc<[u8]>, key: &Arc<[u8]>| weigh(raw.len(), key))
-                .build(),
-        }
-    }
-
-    pub fn get(&self, family: Family, query: Option<&str>, body: &[u8]) -> Option<Arc<[u8]>> {
-        match (family, query) {
-            (Family::Rest, q) if body.is_empty() => self.rest.get(q.unwrap_or("")),
-            (Family::Api, Some("action=list")) => self.api.get(body),
-            _ => None,
-        }
-    }
-
-    pub fn insert(&self, family: Family, query: Option<&str>, body: &[u8], key: Arc<[u8]>) {
-        match (family, query) {
-            (Family::Rest, q) if body.is_empty() => self.rest.insert(q.unwrap_or("").into(), key),
-            (Family::Api, Some("action=list")) => self.api.insert(body.into(), key),
-            _ => {}
-        }
-    }
 }
 
 /// How a fetched answer may be cached: the cache's policy, decided by status.
@@ -396,35 +348,6 @@ mod tests {
 
     fn answer(bytes: usize) -> Answer {
         Answer::json(StatusCode::OK, Bytes::from(vec![b'x'; bytes]))
-    }
-
-    #[test]
-    fn the_key_memo_remembers_plain_polls_only() {
-        let memo = KeyMemo::new(1 << 20);
-        let key: Arc<[u8]> = Arc::from(&b"k"[..]);
-        memo.insert(Family::Rest, Some("filter_spec.tasks=a"), b"", key.clone());
-        memo.insert(Family::Api, Some("action=list"), b"{}", key.clone());
-        assert_eq!(
-            memo.get(Family::Rest, Some("filter_spec.tasks=a"), b""),
-            Some(key.clone())
-        );
-        assert_eq!(
-            memo.get(Family::Api, Some("action=list"), b"{}"),
-            Some(key.clone())
-        );
-        // Another spelling, another family, or a body on the GET: not remembered.
-        assert_eq!(
-            memo.get(Family::Rest, Some("filter_spec.tasks.1=a"), b""),
-            None
-        );
-        assert_eq!(
-            memo.get(Family::Api, Some("filter_spec.tasks=a"), b""),
-            None
-        );
-        memo.insert(Family::Rest, None, b"{}", key.clone());
-        assert_eq!(memo.get(Family::Rest, None, b"{}"), None);
-        memo.insert(Family::Api, Some("action=list&x=1"), b"{}", key);
-        assert_eq!(memo.get(Family::Api, Some("action=list&x=1"), b"{}"), None);
     }
 
     #[tokio::test]

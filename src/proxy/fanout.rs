@@ -22,7 +22,7 @@ use super::failure::{pick_failure, UpstreamFailure};
 use super::metrics::Metrics;
 use super::sessions::{Principal, Sessions};
 use crate::auth::Secret;
-use crate::protocol::filter::ListRequest;
+use crate::protocol::filter::Resolved;
 use crate::protocol::merge::{
     merge_parsed_into, MergeOptions, ParsedBody, StreamParser, UpstreamBody,
 };
@@ -50,13 +50,6 @@ impl From<&crate::config::Merge> for FanoutSettings {
             partial: m.partial,
         }
     }
-}
-
-/// The request every vCenter is sent for one List Tasks question.
-struct Ask {
-    method: http::Method,
-    path: String,
-    body: Option<Bytes>,
 }
 
 /// What one vCenter's task returns: its answer, or its index and why it failed.
@@ -164,18 +157,12 @@ impl Fanout {
 
     /// The answer to one List Tasks question: the merged list, or the failure to
     /// report.
-    pub async fn list(self: &Arc<Self>, principal: Arc<Principal>, list: &ListRequest) -> Answer {
-        let family = list.family;
+    pub async fn list(self: &Arc<Self>, principal: Arc<Principal>, ask: &Arc<Resolved>) -> Answer {
+        let family = ask.family;
         if let Some(answer) = self.unserved(family) {
             return answer;
         }
-        let request = list.upstream();
-        let ask = Arc::new(Ask {
-            method: request.method,
-            path: request.path_and_query,
-            body: request.body.map(Bytes::from),
-        });
-        let (results, out) = self.ask_all(principal, family, ask).await;
+        let (results, out) = self.ask_all(principal, family, ask.clone()).await;
         let mut gathered = Gathered::new(results);
         match self.verdict(&mut gathered) {
             Verdict::Merge { partial } => self.merge(family, gathered, partial, out),
@@ -207,7 +194,7 @@ impl Fanout {
         self: &Arc<Self>,
         principal: Arc<Principal>,
         family: Family,
-        ask: Arc<Ask>,
+        ask: Arc<Resolved>,
     ) -> (Vec<VcenterResult>, Vec<u8>) {
         let count = self.backends.len();
         // One task per vCenter: reading a 1000-task answer is ~0.5 ms of CPU, and in
@@ -322,7 +309,7 @@ impl Fanout {
         principal: &Principal,
         i: usize,
         family: Family,
-        ask: &Ask,
+        ask: &Resolved,
     ) -> Result<Answered, (usize, UpstreamFailure)> {
         // Read the answer as it arrives, chunk by chunk, while its own last bytes
         // and slower vCenters are still on the way: after the slowest one's last
@@ -361,7 +348,7 @@ impl Fanout {
         principal: &Principal,
         index: usize,
         family: Family,
-        ask: &Ask,
+        ask: &Resolved,
         reader: &mut StreamParser,
     ) -> Result<Bytes, UpstreamFailure> {
         let name = self.backends[index].name();
@@ -406,7 +393,7 @@ impl Fanout {
     async fn send(
         &self,
         index: usize,
-        ask: &Ask,
+        ask: &Resolved,
         headers: &[(http::HeaderName, HeaderValue)],
         on_body: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<UpstreamResponse, UpstreamFailure> {
@@ -416,7 +403,7 @@ impl Fanout {
         match upstream
             .send_observed(
                 ask.method.clone(),
-                &ask.path,
+                &ask.path_and_query,
                 headers,
                 ask.body.clone(),
                 on_body,

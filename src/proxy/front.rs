@@ -5,10 +5,11 @@
 //! those are served, anything else is a vAPI `not_found` and nothing is sent
 //! upstream, so vcproxy is never an open proxy.
 //!
-//! The List Tasks path: session → read and parse the filter → cache key (principal,
-//! family, canonical filter) → [`super::cache::ResponseCache`] → on a miss, one
-//! [`super::fanout::Fanout`] shared by every concurrent asker. A hit sends
-//! pre-rendered bytes.
+//! The List Tasks path, in one direction: session → read the filter → resolve it
+//! (the protocol layer's memoized parse: cache key and upstream request) → cache
+//! key (principal, canonical filter) → [`super::cache::ResponseCache`] → on a miss,
+//! one [`super::fanout::Fanout`] shared by every concurrent asker → merge → answer.
+//! A hit sends pre-rendered bytes.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
@@ -25,7 +26,6 @@ use super::answer::{Answer, Body};
 use super::cache::CacheKey;
 use super::sessions::{ClientSession, LoginError};
 use super::state::Proxy;
-use crate::protocol::filter::ListRequest;
 use crate::protocol::{Family, Operation, VapiError, SESSION_HEADER};
 
 pub(super) async fn handle(
@@ -179,42 +179,22 @@ async fn list_tasks(proxy: &Proxy, family: Family, req: Request<Incoming>) -> Re
     tracing::Span::current().record("principal", &*session.user);
     let force = wants_fresh(&req);
     let (parts, body) = req.into_parts();
-    let body = match read_body(body, proxy.limits.max_body_bytes).await {
+    let body = match read_body(body, proxy.requests.limits().max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return error_response(family, &e),
     };
-    // A poll seen before skips parsing; the parsed request is needed only to fetch.
-    let query = parts.uri.query();
-    let (request_key, parsed) = match proxy.keys.get(family, query, &body) {
-        Some(key) => (key, None),
-        None => match ListRequest::parse(family, query, &body, &proxy.limits) {
-            Ok(r) => {
-                let key: Arc<[u8]> = r.key().into();
-                proxy.keys.insert(family, query, &body, key.clone());
-                (key, Some(r))
-            }
-            Err(e) => return error_response(family, &e),
-        },
+    // One parse per distinct poll: a poll seen before is resolved from a memo.
+    let resolved = match proxy.requests.resolve(family, parts.uri.query(), &body) {
+        Ok(r) => r,
+        Err(e) => return error_response(family, &e),
     };
     let key = CacheKey {
         principal: session.user.clone(),
-        request: request_key,
+        request: resolved.key.clone(),
     };
     let fanout = proxy.fanout.clone();
     let principal = session.principal.clone();
-    let limits = proxy.limits;
-    let fetch = move || {
-        // Parsing cannot fail here: these bytes parsed before with the same limits.
-        let request = parsed
-            .map(Ok)
-            .unwrap_or_else(|| ListRequest::parse(family, parts.uri.query(), &body, &limits));
-        async move {
-            match request {
-                Ok(request) => fanout.list(principal, &request).await,
-                Err(e) => Answer::error(&e, family),
-            }
-        }
-    };
+    let fetch = move || async move { fanout.list(principal, &resolved).await };
     let result = proxy.cache.get_or_fetch(key, force, fetch).await;
     match result {
         Ok((entry, outcome)) => {

@@ -8,13 +8,13 @@
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
-use super::cache::{CacheSettings, KeyMemo, ResponseCache};
+use super::cache::{CacheSettings, ResponseCache};
 use super::fanout::{Fanout, FanoutSettings};
 use super::metrics::Metrics;
 use super::sessions::{SessionSettings, Sessions};
 use crate::config::Config;
 use crate::net::listener::ServeOptions;
-use crate::protocol::filter::Limits;
+use crate::protocol::filter::{Limits, Resolver};
 use crate::upstream::{Backends, UpstreamConfigError};
 
 /// Everything a request handler needs, built once from the configuration.
@@ -23,9 +23,8 @@ pub struct Proxy {
     pub(super) cache: ResponseCache,
     pub(super) fanout: Arc<Fanout>,
     pub(super) metrics: Arc<Metrics>,
-    pub(super) limits: Limits,
-    /// Raw requests already parsed, to their canonical keys.
-    pub(super) keys: KeyMemo,
+    /// Raw List Tasks requests to their resolved questions (memoized).
+    pub(super) requests: Resolver,
     /// TLS for the client listener, when `[listen] tls_cert`/`tls_key` are set.
     pub(super) tls: Option<Arc<rustls::ServerConfig>>,
     /// Connection and header limits for the client listener.
@@ -72,14 +71,16 @@ impl Proxy {
             cache: ResponseCache::new(CacheSettings::from(&config.cache)),
             fanout,
             metrics,
-            keys: KeyMemo::new(16 * 1024 * 1024),
-            // These two are built here rather than by a `From` beside their types:
-            // the protocol and net layers sit below the configuration (which uses
-            // them) and do not know it.
-            limits: Limits {
-                max_query_bytes: config.listen.max_query_bytes.as_usize(),
-                max_body_bytes: config.listen.max_body_bytes.as_usize(),
-            },
+            // Limits and serve options are built here rather than by a `From` beside
+            // their types: the protocol and net layers sit below the configuration
+            // (which uses them) and do not know it.
+            requests: Resolver::new(
+                Limits {
+                    max_query_bytes: config.listen.max_query_bytes.as_usize(),
+                    max_body_bytes: config.listen.max_body_bytes.as_usize(),
+                },
+                16 * 1024 * 1024,
+            ),
             tls,
             serve_options: ServeOptions {
                 max_connections: config.listen.max_connections,

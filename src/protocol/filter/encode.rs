@@ -3,7 +3,7 @@
 
 use super::{Parent, ResultSpec, TaskQuery, STRING_FIELDS};
 use crate::protocol::json::write_json_str;
-use crate::protocol::Family;
+use crate::protocol::{api, rest, Family};
 
 impl TaskQuery {
     /// The JSON body of `POST /api/cis/tasks?action=list` (also what `GET /rest/cis/tasks`
@@ -172,7 +172,7 @@ impl TaskQuery {
     pub fn upstream(&self, family: Family) -> UpstreamRequest {
         match family {
             Family::Api => {
-                let mut path = String::from("/api/cis/tasks?action=list");
+                let mut path = format!("{}?{}", api::TASKS_PATH, api::LIST_QUERY);
                 for (k, v) in &self.extra_params {
                     path.push('&');
                     push_encoded(&mut path, k);
@@ -188,9 +188,9 @@ impl TaskQuery {
             Family::Rest if self.query_expresses_it() => {
                 let q = self.rest_query();
                 let path = if q.is_empty() {
-                    String::from("/rest/cis/tasks")
+                    String::from(rest::TASKS_PATH)
                 } else {
-                    format!("/rest/cis/tasks?{q}")
+                    format!("{}?{q}", rest::TASKS_PATH)
                 };
                 UpstreamRequest {
                     method: http::Method::GET,
@@ -199,7 +199,7 @@ impl TaskQuery {
                 }
             }
             Family::Rest => {
-                let mut path = String::from("/rest/cis/tasks");
+                let mut path = String::from(rest::TASKS_PATH);
                 let mut q = String::new();
                 for (k, v) in &self.extra_params {
                     push_param(&mut q, k, v);

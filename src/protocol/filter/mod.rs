@@ -22,10 +22,12 @@
 mod encode;
 mod json_body;
 mod query;
+mod resolve;
 
 pub use encode::UpstreamRequest;
 pub use json_body::parse_json;
 pub use query::parse_query;
+pub use resolve::{Resolved, Resolver};
 
 use crate::protocol::{Family, VapiError};
 use encode::push_param;
