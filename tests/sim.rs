@@ -5,210 +5,24 @@
 //! expiry is tested by sleeping well past a short idle timeout and checking
 //! status codes.
 
-use base64::Engine;
-use bytes::Bytes;
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::Method;
+use http_body_util::BodyExt;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-use vcproxy::sim::{self, Endpoint, Faults, SimConfig, SimHandle, UserSpec};
+use vcproxy::sim::{self, Endpoint, Faults, SimConfig, UserSpec};
 use vcproxy::Family;
+use vcproxy_testkit::{rest_keys, start_sim, Http, Resp, ADMIN};
 
 // ---------------------------------------------------------------------------------
-// A tiny HTTP client
+// Helpers (the HTTP client and simulator start-up are the test kit's)
 // ---------------------------------------------------------------------------------
 
-const ADMIN: (&str, &str) = ("administrator@vsphere.local", "VMware1!");
 const REST_SESSION: &str = "/rest/com/vmware/cis/session";
 
 /// The documented unauthenticated errors, byte for byte.
 const REST_401: &str = r#"{"type":"com.vmware.vapi.std.errors.unauthenticated","value":{"messages":[{"args":[],"default_message":"Authentication required.","id":"com.vmware.vapi.endpoint.method.authentication.required"}]}}"#;
 const API_401: &str = r#"{"error_type":"UNAUTHENTICATED","messages":[{"args":[],"default_message":"Authentication required.","id":"com.vmware.vapi.endpoint.method.authentication.required"}]}"#;
-
-#[derive(Clone)]
-struct Client {
-    http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    base: String,
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: StatusCode,
-    version: http::Version,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-fn client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
-impl Client {
-    /// A client for `base` (http or https) trusting only `roots`.
-    fn with_roots(base: &str, roots: rustls::RootCertStore, h2: bool, h2_only: bool) -> Self {
-        let b = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(client_config(roots))
-            .https_or_http();
-        let connector = if h2 {
-            b.enable_http2().build()
-        } else {
-            b.enable_http1().build()
-        };
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .http2_only(h2_only)
-            .build(connector);
-        Client {
-            http,
-            base: base.to_string(),
-        }
-    }
-
-    fn new(sim: &SimHandle) -> Self {
-        Client::with_roots(
-            &sim.base_url(),
-            rustls::RootCertStore::empty(),
-            false,
-            false,
-        )
-    }
-
-    fn request(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Request<Full<Bytes>> {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(format!("{}{}", self.base, path));
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        b.body(Full::new(Bytes::copy_from_slice(body))).unwrap()
-    }
-
-    /// Sends a request; panics on transport errors.
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Resp {
-        let resp = self
-            .http
-            .request(self.request(method, path, headers, body))
-            .await
-            .unwrap_or_else(|e| panic!("{path}: {e:?}"));
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        Resp {
-            status: parts.status,
-            version: parts.version,
-            headers: parts.headers,
-            body,
-        }
-    }
-
-    async fn get(&self, path: &str, session: &str) -> Resp {
-        self.call(
-            Method::GET,
-            path,
-            &[("vmware-api-session-id", session)],
-            b"",
-        )
-        .await
-    }
-
-    async fn login(&self, family: Family, user: &str, password: &str) -> Resp {
-        let auth = basic(user, password);
-        let path = match family {
-            Family::Rest => REST_SESSION,
-            Family::Api => "/api/session",
-        };
-        self.call(Method::POST, path, &[("authorization", &auth)], b"")
-            .await
-    }
-
-    /// Logs in and returns the session id.
-    async fn session(&self, family: Family, user: &str, password: &str) -> String {
-        let r = self.login(family, user, password).await;
-        assert!(r.status.is_success(), "{}: {}", r.status, r.text());
-        let v = r.json();
-        match family {
-            Family::Rest => v["value"].as_str().unwrap().to_string(),
-            Family::Api => v.as_str().unwrap().to_string(),
-        }
-    }
-
-    async fn admin(&self) -> String {
-        self.session(Family::Api, ADMIN.0, ADMIN.1).await
-    }
-
-    /// `GET /rest/cis/tasks?{query}`.
-    async fn rest_list(&self, session: &str, query: &str) -> Resp {
-        self.get(&format!("/rest/cis/tasks?{query}"), session).await
-    }
-
-    /// `POST /api/cis/tasks?action=list` with `body`.
-    async fn api_list(&self, session: &str, body: &str) -> Resp {
-        self.call(
-            Method::POST,
-            "/api/cis/tasks?action=list",
-            &[
-                ("vmware-api-session-id", session),
-                ("content-type", "application/json"),
-            ],
-            body.as_bytes(),
-        )
-        .await
-    }
-
-    async fn stats(&self) -> Value {
-        self.call(Method::GET, "/_sim/stats", &[], b"").await.json()
-    }
-
-    async fn all_tasks(&self) -> BTreeMap<String, Value> {
-        let r = self.call(Method::GET, "/_sim/tasks", &[], b"").await;
-        assert_eq!(r.status, 200);
-        serde_json::from_slice(&r.body).unwrap()
-    }
-}
-
-fn basic(user: &str, password: &str) -> String {
-    let raw = format!("{user}:{password}");
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
-}
-
-async fn start(config: SimConfig) -> SimHandle {
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    sim::start(addr, config).await.unwrap()
-}
 
 fn static_config(tasks: usize, seed: u64) -> SimConfig {
     SimConfig {
@@ -217,16 +31,6 @@ fn static_config(tasks: usize, seed: u64) -> SimConfig {
         static_tasks: true,
         ..SimConfig::default()
     }
-}
-
-/// Keys of a `/rest` list answer `{"value":[{"key":..,"value":..}]}`.
-fn rest_keys(v: &Value) -> Vec<String> {
-    v["value"]
-        .as_array()
-        .unwrap_or_else(|| panic!("not a /rest list: {v}"))
-        .iter()
-        .map(|e| e["key"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// Keys of an `/api` list answer `{"<id>": {...}}`.
@@ -304,8 +108,8 @@ fn message_of(r: &Resp) -> String {
 
 #[tokio::test]
 async fn rest_session_log_in_who_am_i_log_out() {
-    let sim = start(SimConfig::default()).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(SimConfig::default()).await;
+    let c = Http::for_sim(&sim);
     let r = c.login(Family::Rest, ADMIN.0, ADMIN.1).await;
     assert_eq!(r.status, 200);
     let v = r.json();
@@ -320,7 +124,7 @@ async fn rest_session_log_in_who_am_i_log_out() {
             Method::POST,
             "/rest/com/vmware/cis/session?~action=get",
             &hdr,
-            b"",
+            None,
         )
         .await;
     assert_eq!(who.status, 200);
@@ -329,19 +133,19 @@ async fn rest_session_log_in_who_am_i_log_out() {
     assert!(w["value"]["created_time"].as_str().unwrap().ends_with('Z'));
     assert!(w["value"]["last_accessed_time"].is_string());
 
-    let out = c.call(Method::DELETE, REST_SESSION, &hdr, b"").await;
+    let out = c.call(Method::DELETE, REST_SESSION, &hdr, None).await;
     assert_eq!(out.status, 200);
     let again = c
         .call(
             Method::POST,
             "/rest/com/vmware/cis/session?~action=get",
             &hdr,
-            b"",
+            None,
         )
         .await;
     assert_eq!(again.status, 401);
     assert_eq!(again.text(), REST_401);
-    let out_again = c.call(Method::DELETE, REST_SESSION, &hdr, b"").await;
+    let out_again = c.call(Method::DELETE, REST_SESSION, &hdr, None).await;
     assert_eq!(out_again.status, 401);
     assert_eq!(out_again.text(), REST_401);
     sim.shutdown().await;
@@ -349,8 +153,8 @@ async fn rest_session_log_in_who_am_i_log_out() {
 
 #[tokio::test]
 async fn api_session_log_in_who_am_i_log_out() {
-    let sim = start(SimConfig::default()).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(SimConfig::default()).await;
+    let c = Http::for_sim(&sim);
     let r = c.login(Family::Api, ADMIN.0, ADMIN.1).await;
     assert_eq!(r.status, 201);
     // A bare JSON string.
@@ -364,7 +168,7 @@ async fn api_session_log_in_who_am_i_log_out() {
     assert!(w.get("value").is_none());
 
     let hdr = [("vmware-api-session-id", id.as_str())];
-    let out = c.call(Method::DELETE, "/api/session", &hdr, b"").await;
+    let out = c.call(Method::DELETE, "/api/session", &hdr, None).await;
     assert_eq!(out.status, 204);
     assert!(out.body.is_empty());
     let again = c.get("/api/session", &id).await;
@@ -375,8 +179,8 @@ async fn api_session_log_in_who_am_i_log_out() {
 
 #[tokio::test]
 async fn bad_credentials_and_missing_or_unknown_sessions_are_401_in_each_family() {
-    let sim = start(SimConfig::default()).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(SimConfig::default()).await;
+    let c = Http::for_sim(&sim);
     for (family, expected) in [(Family::Rest, REST_401), (Family::Api, API_401)] {
         let wrong = c.login(family, ADMIN.0, "nope").await;
         assert_eq!(
@@ -392,13 +196,13 @@ async fn bad_credentials_and_missing_or_unknown_sessions_are_401_in_each_family(
             Family::Rest => REST_SESSION,
             Family::Api => "/api/session",
         };
-        let no_auth = c.call(Method::POST, path, &[], b"").await;
+        let no_auth = c.call(Method::POST, path, &[], None).await;
         assert_eq!(
             (no_auth.status.as_u16(), no_auth.text().as_str()),
             (401, expected)
         );
         let garbage = c
-            .call(Method::POST, path, &[("authorization", "Basic %%%")], b"")
+            .call(Method::POST, path, &[("authorization", "Basic %%%")], None)
             .await;
         assert_eq!(garbage.status, 401);
     }
@@ -444,7 +248,7 @@ async fn bad_credentials_and_missing_or_unknown_sessions_are_401_in_each_family(
                 method.clone(),
                 &path,
                 &[],
-                br#"{"filter_spec":{"services":["x"]}}"#,
+                Some(br#"{"filter_spec":{"services":["x"]}}"#),
             )
             .await;
         assert_eq!(
@@ -457,7 +261,7 @@ async fn bad_credentials_and_missing_or_unknown_sessions_are_401_in_each_family(
                 method,
                 &path,
                 &[("vmware-api-session-id", "0123456789abcdef0123456789abcdef")],
-                br#"{"filter_spec":{"services":["x"]}}"#,
+                Some(br#"{"filter_spec":{"services":["x"]}}"#),
             )
             .await;
         assert_eq!(
@@ -472,12 +276,12 @@ async fn bad_credentials_and_missing_or_unknown_sessions_are_401_in_each_family(
 
 #[tokio::test]
 async fn sessions_expire_after_the_idle_time() {
-    let sim = start(SimConfig {
+    let sim = start_sim(SimConfig {
         session_idle: Duration::from_millis(200),
         ..SimConfig::default()
     })
     .await;
-    let c = Client::new(&sim);
+    let c = Http::for_sim(&sim);
     let id = c.admin().await;
     assert_eq!(c.get("/api/session", &id).await.status, 200);
     let stats = c.stats().await;
@@ -508,12 +312,12 @@ async fn sessions_expire_after_the_idle_time() {
 
 #[tokio::test]
 async fn expire_all_sessions_now_through_the_control_api_and_the_handle() {
-    let sim = start(SimConfig::default()).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(SimConfig::default()).await;
+    let c = Http::for_sim(&sim);
     let a = c.admin().await;
     let b = c.session(Family::Rest, ADMIN.0, ADMIN.1).await;
     let r = c
-        .call(Method::POST, "/_sim/expire-sessions", &[], b"")
+        .call(Method::POST, "/_sim/expire-sessions", &[], None)
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["expired"], 2);
@@ -533,8 +337,8 @@ async fn expire_all_sessions_now_through_the_control_api_and_the_handle() {
 
 #[tokio::test]
 async fn rest_list_indexed_repeated_and_json_body_styles_agree() {
-    let sim = start(static_config(300, 5)).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(static_config(300, 5)).await;
+    let c = Http::for_sim(&sim);
     let s = c.admin().await;
     let all = c.all_tasks().await;
     let (a, b) = two_services(&all);
@@ -568,7 +372,7 @@ async fn rest_list_indexed_repeated_and_json_body_styles_agree() {
             Method::GET,
             "/rest/cis/tasks",
             &[("vmware-api-session-id", &s)],
-            body.as_bytes(),
+            Some(body.as_bytes()),
         )
         .await;
     assert_eq!(json_body.status, 200, "{}", json_body.text());
@@ -595,8 +399,8 @@ async fn rest_list_indexed_repeated_and_json_body_styles_agree() {
 
 #[tokio::test]
 async fn families_render_maps_differently_and_agree_otherwise() {
-    let sim = start(static_config(200, 2)).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(static_config(200, 2)).await;
+    let c = Http::for_sim(&sim);
     let s = c.admin().await;
     let all = c.all_tasks().await;
     let services: BTreeSet<&str> = all
@@ -678,8 +482,8 @@ async fn families_render_maps_differently_and_agree_otherwise() {
 
 #[tokio::test]
 async fn filters_combine_any_within_a_field_and_all_across_fields() {
-    let sim = start(static_config(400, 11)).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(static_config(400, 11)).await;
+    let c = Http::for_sim(&sim);
     let s = c.admin().await;
     let all = c.all_tasks().await;
     // tasks alone.
@@ -759,8 +563,8 @@ async fn filters_combine_any_within_a_field_and_all_across_fields() {
 
 #[tokio::test]
 async fn neither_tasks_nor_services_is_400_invalid_argument_in_each_family() {
-    let sim = start(SimConfig::default()).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(SimConfig::default()).await;
+    let c = Http::for_sim(&sim);
     let s = c.admin().await;
     let r = c.rest_list(&s, "filter_spec.status=RUNNING").await;
     assert_vapi_error(&r, Family::Rest, 400, "invalid_argument");
@@ -781,8 +585,8 @@ async fn neither_tasks_nor_services_is_400_invalid_argument_in_each_family() {
 
 #[tokio::test]
 async fn malformed_and_unknown_input_is_400_naming_the_parameter() {
-    let sim = start(SimConfig::default()).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(SimConfig::default()).await;
+    let c = Http::for_sim(&sim);
     let s = c.admin().await;
     let svc = sim::service_ids()[0];
 
@@ -837,7 +641,7 @@ async fn malformed_and_unknown_input_is_400_naming_the_parameter() {
 async fn over_1000_visible_matches_is_404_resource_inaccessible_but_not_for_a_narrower_user() {
     let services = sim::service_ids();
     let narrow = services[services.len() - 1].to_string();
-    let sim = start(SimConfig {
+    let sim = start_sim(SimConfig {
         tasks: 1500,
         static_tasks: true,
         // Room for a body naming 1000 tasks.
@@ -852,7 +656,7 @@ async fn over_1000_visible_matches_is_404_resource_inaccessible_but_not_for_a_na
         ..SimConfig::default()
     })
     .await;
-    let c = Client::new(&sim);
+    let c = Http::for_sim(&sim);
     let admin = c.admin().await;
     let body = serde_json::json!({"filter_spec": {"services": services}}).to_string();
     let query: String = services
@@ -898,7 +702,7 @@ async fn over_1000_visible_matches_is_404_resource_inaccessible_but_not_for_a_na
 #[tokio::test]
 async fn two_users_get_different_answers_to_the_same_question() {
     let (a, b) = (sim::service_ids()[0], sim::service_ids()[3]);
-    let sim = start(SimConfig {
+    let sim = start_sim(SimConfig {
         static_tasks: true,
         users: vec![
             UserSpec::new("root@x", "pw1"),
@@ -907,7 +711,7 @@ async fn two_users_get_different_answers_to_the_same_question() {
         ..SimConfig::default()
     })
     .await;
-    let c = Client::new(&sim);
+    let c = Http::for_sim(&sim);
     // The default admin is not configured when users are given.
     assert_eq!(c.login(Family::Api, ADMIN.0, ADMIN.1).await.status, 401);
     let root = c.session(Family::Rest, "root@x", "pw1").await;
@@ -946,8 +750,8 @@ async fn two_users_get_different_answers_to_the_same_question() {
 
 #[tokio::test]
 async fn exclude_result_drops_result_and_return_all_is_accepted() {
-    let sim = start(static_config(200, 3)).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(static_config(200, 3)).await;
+    let c = Http::for_sim(&sim);
     let s = c.admin().await;
     let services = sim::service_ids();
     let q: String = services
@@ -1008,8 +812,8 @@ async fn exclude_result_drops_result_and_return_all_is_accepted() {
 
 #[tokio::test]
 async fn get_one_task_in_both_families() {
-    let sim = start(static_config(50, 8)).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(static_config(50, 8)).await;
+    let c = Http::for_sim(&sim);
     let s = c.admin().await;
     let all = c.all_tasks().await;
     let (id, info) = all.iter().find(|(_, t)| t.get("result").is_some()).unwrap();
@@ -1044,8 +848,8 @@ async fn get_one_task_in_both_families() {
 
 #[tokio::test]
 async fn unknown_paths_and_methods_are_404_in_the_family_shape() {
-    let sim = start(SimConfig::default()).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(SimConfig::default()).await;
+    let c = Http::for_sim(&sim);
     let s = c.admin().await;
     let h = [("vmware-api-session-id", s.as_str())];
     for (method, path, family) in [
@@ -1064,18 +868,18 @@ async fn unknown_paths_and_methods_are_404_in_the_family_shape() {
         (Method::POST, "/api/cis/tasks", Family::Api),
         (Method::POST, "/api/cis/tasks?action=get", Family::Api),
     ] {
-        let r = c.call(method.clone(), path, &h, b"").await;
+        let r = c.call(method.clone(), path, &h, None).await;
         assert_vapi_error(&r, family, 404, "not_found");
     }
-    let r = c.call(Method::GET, "/elsewhere", &h, b"").await;
+    let r = c.call(Method::GET, "/elsewhere", &h, None).await;
     assert_eq!(r.status, 404);
     assert!(r.headers["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/plain"));
-    let r = c.call(Method::GET, "/_sim/nope", &[], b"").await;
+    let r = c.call(Method::GET, "/_sim/nope", &[], None).await;
     assert_eq!(r.status, 404);
-    let r = c.call(Method::DELETE, "/_sim/stats", &[], b"").await;
+    let r = c.call(Method::DELETE, "/_sim/stats", &[], None).await;
     assert_eq!(r.status, 405);
     assert_eq!(r.headers["allow"], "GET");
     // Counted as "other" endpoint requests: 10 requests, one log-in.
@@ -1090,19 +894,19 @@ async fn unknown_paths_and_methods_are_404_in_the_family_shape() {
 
 #[tokio::test]
 async fn data_is_deterministic_per_seed_and_obeys_the_field_rules() {
-    let a = start(static_config(300, 42)).await;
-    let b = start(static_config(300, 42)).await;
-    let other = start(static_config(300, 43)).await;
-    let ta = Client::new(&a)
-        .call(Method::GET, "/_sim/tasks", &[], b"")
+    let a = start_sim(static_config(300, 42)).await;
+    let b = start_sim(static_config(300, 42)).await;
+    let other = start_sim(static_config(300, 43)).await;
+    let ta = Http::for_sim(&a)
+        .call(Method::GET, "/_sim/tasks", &[], None)
         .await;
-    let tb = Client::new(&b)
-        .call(Method::GET, "/_sim/tasks", &[], b"")
+    let tb = Http::for_sim(&b)
+        .call(Method::GET, "/_sim/tasks", &[], None)
         .await;
     assert_eq!(ta.body, tb.body);
     assert_eq!(ta.body, a.tasks_api_json());
     let mine: BTreeMap<String, Value> = serde_json::from_slice(&ta.body).unwrap();
-    let theirs = Client::new(&other).all_tasks().await;
+    let theirs = Http::for_sim(&other).all_tasks().await;
     assert_eq!(mine.len(), 300);
     assert!(mine.keys().all(|k| !theirs.contains_key(k)));
 
@@ -1168,13 +972,13 @@ fn stage(status: &Value) -> u8 {
 #[tokio::test]
 async fn tasks_evolve_with_time_unless_static() {
     // Static: nothing changes by itself; an explicit advance moves tasks forward.
-    let frozen = start(static_config(200, 1)).await;
-    let c = Client::new(&frozen);
+    let frozen = start_sim(static_config(200, 1)).await;
+    let c = Http::for_sim(&frozen);
     let before = c.all_tasks().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(c.all_tasks().await, before);
     let r = c
-        .call(Method::POST, "/_sim/advance", &[], br#"{"by":"10m"}"#)
+        .call(Method::POST, "/_sim/advance", &[], Some(br#"{"by":"10m"}"#))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let after = c.all_tasks().await;
@@ -1190,13 +994,13 @@ async fn tasks_evolve_with_time_unless_static() {
     frozen.shutdown().await;
 
     // Evolving: wall-clock time alone changes answers (progress, statuses).
-    let live = start(SimConfig {
+    let live = start_sim(SimConfig {
         tasks: 200,
         seed: 1,
         ..SimConfig::default()
     })
     .await;
-    let c = Client::new(&live);
+    let c = Http::for_sim(&live);
     let before = c.all_tasks().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after = c.all_tasks().await;
@@ -1217,8 +1021,8 @@ async fn tasks_evolve_with_time_unless_static() {
 
 #[tokio::test]
 async fn stats_count_requests_per_endpoint_and_family_exactly() {
-    let sim = start(static_config(50, 1)).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(static_config(50, 1)).await;
+    let c = Http::for_sim(&sim);
     let svc = sim::service_ids()[0];
     let id = sim.task_ids()[0].clone();
     let rs = c.session(Family::Rest, ADMIN.0, ADMIN.1).await;
@@ -1241,20 +1045,20 @@ async fn stats_count_requests_per_endpoint_and_family_exactly() {
         Method::POST,
         "/rest/com/vmware/cis/session?~action=get",
         &[("vmware-api-session-id", &rs)],
-        b"",
+        None,
     )
     .await;
     c.call(
         Method::DELETE,
         "/api/session",
         &[("vmware-api-session-id", &a1)],
-        b"",
+        None,
     )
     .await;
-    c.call(Method::GET, "/api/nothing-here", &[], b"").await;
+    c.call(Method::GET, "/api/nothing-here", &[], None).await;
     // Control requests are not counted.
-    c.call(Method::GET, "/_sim/tasks", &[], b"").await;
-    c.call(Method::GET, "/_sim/faults", &[], b"").await;
+    c.call(Method::GET, "/_sim/tasks", &[], None).await;
+    c.call(Method::GET, "/_sim/faults", &[], None).await;
 
     let v = c.stats().await;
     let expected = serde_json::json!({
@@ -1280,7 +1084,7 @@ async fn stats_count_requests_per_endpoint_and_family_exactly() {
 
 #[tokio::test]
 async fn latency_delays_answers() {
-    let sim = start(SimConfig {
+    let sim = start_sim(SimConfig {
         faults: Faults {
             latency: Duration::from_millis(300),
             jitter: Duration::from_millis(50),
@@ -1289,7 +1093,7 @@ async fn latency_delays_answers() {
         ..SimConfig::default()
     })
     .await;
-    let c = Client::new(&sim);
+    let c = Http::for_sim(&sim);
     let t = std::time::Instant::now();
     let s = c.admin().await;
     // A lower bound only: noise can only add time.
@@ -1301,7 +1105,7 @@ async fn latency_delays_answers() {
 
 #[tokio::test]
 async fn error_rate_gives_503_service_unavailable_in_the_family_and_scopes_to_endpoints() {
-    let sim = start(SimConfig {
+    let sim = start_sim(SimConfig {
         faults: Faults {
             error_rate: 1.0,
             endpoints: vec![Endpoint::TasksList, Endpoint::TasksGet],
@@ -1310,7 +1114,7 @@ async fn error_rate_gives_503_service_unavailable_in_the_family_and_scopes_to_en
         ..SimConfig::default()
     })
     .await;
-    let c = Client::new(&sim);
+    let c = Http::for_sim(&sim);
     let s = c.admin().await; // log-in is not faulted
     let svc = sim::service_ids()[0];
     let r = c
@@ -1330,7 +1134,7 @@ async fn error_rate_gives_503_service_unavailable_in_the_family_and_scopes_to_en
             Method::PUT,
             "/_sim/faults",
             &[("content-type", "application/json")],
-            b"{}",
+            Some(b"{}"),
         )
         .await;
     assert_eq!(r.status, 200);
@@ -1344,13 +1148,13 @@ async fn error_rate_gives_503_service_unavailable_in_the_family_and_scopes_to_en
 
 #[tokio::test]
 async fn http500_rate_gives_a_non_json_500() {
-    let sim = start(SimConfig::default()).await;
+    let sim = start_sim(SimConfig::default()).await;
     sim.set_faults(Faults {
         http500_rate: 1.0,
         ..Faults::default()
     })
     .unwrap();
-    let c = Client::new(&sim);
+    let c = Http::for_sim(&sim);
     let r = c.login(Family::Api, ADMIN.0, ADMIN.1).await;
     assert_eq!(r.status, 500);
     assert!(serde_json::from_slice::<Value>(&r.body).is_err());
@@ -1366,15 +1170,15 @@ async fn http500_rate_gives_a_non_json_500() {
 
 #[tokio::test]
 async fn hang_accepts_and_never_answers_until_shutdown() {
-    let sim = start(SimConfig::default()).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(SimConfig::default()).await;
+    let c = Http::for_sim(&sim);
     let s = c.admin().await;
     let r = c
         .call(
             Method::PUT,
             "/_sim/faults",
             &[],
-            br#"{"hang_rate":1,"endpoints":["tasks_list"]}"#,
+            Some(br#"{"hang_rate":1,"endpoints":["tasks_list"]}"#),
         )
         .await;
     assert_eq!(r.status, 200);
@@ -1423,11 +1227,11 @@ async fn hang_accepts_and_never_answers_until_shutdown() {
         Method::POST,
         "/api/cis/tasks?action=list",
         &[("vmware-api-session-id", &s)],
-        b"{}",
+        Some(b"{}"),
     );
     let pending = tokio::spawn({
         let c = c.clone();
-        async move { c.http.request(raw).await }
+        async move { c.send(raw).await }
     });
     for _ in 0..400 {
         if sim.stats().faults.hang == 2 {
@@ -1447,8 +1251,8 @@ async fn hang_accepts_and_never_answers_until_shutdown() {
 
 #[tokio::test]
 async fn truncate_sends_part_of_the_body_then_closes() {
-    let sim = start(static_config(100, 1)).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(static_config(100, 1)).await;
+    let c = Http::for_sim(&sim);
     let s = c.admin().await;
     sim.set_faults(Faults {
         truncate_rate: 1.0,
@@ -1458,12 +1262,11 @@ async fn truncate_sends_part_of_the_body_then_closes() {
     .unwrap();
     let svc = sim::service_ids()[0];
     let resp = c
-        .http
-        .request(c.request(
+        .send(c.request(
             Method::GET,
             &format!("/rest/cis/tasks?filter_spec.services={svc}"),
             &[("vmware-api-session-id", &s)],
-            b"",
+            None,
         ))
         .await
         .unwrap();
@@ -1501,18 +1304,18 @@ async fn truncate_sends_part_of_the_body_then_closes() {
 
 #[tokio::test]
 async fn the_control_api_reads_and_validates_faults() {
-    let sim = start(SimConfig::default()).await;
-    let c = Client::new(&sim);
+    let sim = start_sim(SimConfig::default()).await;
+    let c = Http::for_sim(&sim);
     let put = |body: &'static str| {
         let c = c.clone();
         async move {
-            c.call(Method::PUT, "/_sim/faults", &[], body.as_bytes())
+            c.call(Method::PUT, "/_sim/faults", &[], Some(body.as_bytes()))
                 .await
         }
     };
     let r = put(r#"{"latency":"5ms","jitter":"1ms","error_rate":0.25,"http500_rate":0.5,"truncate_rate":0.1,"endpoints":["session_get"]}"#).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let got = c.call(Method::GET, "/_sim/faults", &[], b"").await.json();
+    let got = c.call(Method::GET, "/_sim/faults", &[], None).await.json();
     assert_eq!(got["latency"], "5ms");
     assert_eq!(got["error_rate"], 0.25);
     assert_eq!(got["endpoints"], serde_json::json!(["session_get"]));
@@ -1542,7 +1345,7 @@ async fn the_control_api_reads_and_validates_faults() {
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
-    let sim = start(SimConfig {
+    let sim = start_sim(SimConfig {
         faults: Faults {
             latency: Duration::from_millis(400),
             endpoints: vec![Endpoint::SessionCreate],
@@ -1551,7 +1354,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
         ..SimConfig::default()
     })
     .await;
-    let c = Client::new(&sim);
+    let c = Http::for_sim(&sim);
     let addr = sim.addr();
     let login = tokio::spawn({
         let c = c.clone();
@@ -1576,7 +1379,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
 
 #[tokio::test]
 async fn tls_with_the_written_certificate_as_the_only_root() {
-    let sim = start(SimConfig {
+    let sim = start_sim(SimConfig {
         tls: true,
         static_tasks: true,
         ..SimConfig::default()
@@ -1600,7 +1403,11 @@ async fn tls_with_the_written_certificate_as_the_only_root() {
 
     // HTTP/1.1 and HTTP/2 (ALPN) both work.
     for h2 in [false, true] {
-        let c = Client::with_roots(&sim.base_url(), roots.clone(), h2, false);
+        let c = if h2 {
+            Http::h2(sim.base_url(), roots.clone())
+        } else {
+            Http::tls(sim.base_url(), roots.clone())
+        };
         let s = c.admin().await;
         let r = c
             .rest_list(
@@ -1618,31 +1425,21 @@ async fn tls_with_the_written_certificate_as_the_only_root() {
     }
 
     // A client that does not trust the certificate cannot talk to it.
-    let untrusting = Client::with_roots(
-        &sim.base_url(),
-        rustls::RootCertStore::empty(),
-        false,
-        false,
-    );
-    let req = untrusting.request(Method::POST, "/api/session", &[], b"");
-    assert!(untrusting.http.request(req).await.is_err());
+    let untrusting = Http::tls(sim.base_url(), rustls::RootCertStore::empty());
+    let req = untrusting.request(Method::POST, "/api/session", &[], None);
+    assert!(untrusting.send(req).await.is_err());
     // Nor can a plain-HTTP client.
-    let plain = Client::with_roots(
-        &sim.base_url().replace("https://", "http://"),
-        rustls::RootCertStore::empty(),
-        false,
-        false,
-    );
-    let req = plain.request(Method::POST, "/api/session", &[], b"");
-    let plain_result = tokio::time::timeout(Duration::from_secs(10), plain.http.request(req)).await;
+    let plain = Http::new(sim.base_url().replace("https://", "http://"));
+    let req = plain.request(Method::POST, "/api/session", &[], None);
+    let plain_result = tokio::time::timeout(Duration::from_secs(10), plain.send(req)).await;
     assert!(!matches!(plain_result, Ok(Ok(ref r)) if r.status().is_success()));
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn cleartext_http2_with_prior_knowledge() {
-    let sim = start(SimConfig::default()).await;
-    let c = Client::with_roots(&sim.base_url(), rustls::RootCertStore::empty(), true, true);
+    let sim = start_sim(SimConfig::default()).await;
+    let c = Http::h2(sim.base_url(), rustls::RootCertStore::empty());
     let r = c.login(Family::Rest, ADMIN.0, ADMIN.1).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.version, http::Version::HTTP_2);
@@ -1773,7 +1570,7 @@ fn the_cli_serves_https_writes_its_certificate_and_stops_on_sigterm() {
         .build()
         .unwrap();
     let keys = rt.block_on(async {
-        let c = Client::with_roots(&base, roots, false, false);
+        let c = Http::tls(base, roots);
         let s = c.session(Family::Api, "cli", "secret").await;
         let r = c
             .rest_list(&s, "filter_spec.services=com.vmware.appliance.update")
