@@ -17,13 +17,16 @@ pub(crate) mod json;
 pub mod merge;
 pub mod rest;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 
 pub use error::{ErrorKind, VapiError};
 pub use family::Family;
 
 /// The header every vSphere Automation API call carries its session in.
 pub const SESSION_HEADER: HeaderName = HeaderName::from_static("vmware-api-session-id");
+
+/// The content type of every JSON body, sent and answered.
+pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// What a client asks for, whatever its protocol spells it as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,10 +10,8 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{Family, VapiError};
+use crate::protocol::{Family, VapiError, JSON};
 
-/// The content type of every JSON answer.
-pub const JSON: HeaderValue = HeaderValue::from_static("application/json");
 /// How the answer was obtained: `hit`, `miss`, `coalesced` or `stale`.
 pub const CACHE_HEADER: HeaderName = HeaderName::from_static("vcproxy-cache");
 /// The vCenter whose error the answer is.

@@ -9,8 +9,8 @@ use http::StatusCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::answer::{Answer, JSON};
-use crate::protocol::{Family, VapiError};
+use super::answer::Answer;
+use crate::protocol::{Family, VapiError, JSON};
 use crate::upstream::{TransportError, UpstreamResponse};
 
 /// What the client gets instead of an answer from one vCenter.

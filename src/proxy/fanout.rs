@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tracing::{debug, warn, Instrument};
 
-use super::answer::{server_timing, Answer, JSON};
+use super::answer::{server_timing, Answer};
 use super::failure::{pick_failure, UpstreamFailure};
 use super::metrics::Metrics;
 use super::sessions::{Principal, Sessions};
@@ -26,7 +26,7 @@ use crate::protocol::filter::Resolved;
 use crate::protocol::merge::{
     merge_parsed_into, MergeOptions, ParsedBody, StreamParser, UpstreamBody,
 };
-use crate::protocol::{Family, VapiError};
+use crate::protocol::{Family, VapiError, JSON};
 use crate::upstream::session_service::session_header;
 use crate::upstream::{Backends, TransportError, UpstreamResponse, MAX_UPSTREAM_BODY};
 

@@ -22,7 +22,7 @@ use super::sessions::{self, Session, Sessions, UserSpec};
 use super::stats::{Counters, Endpoint, FaultKind, Stats};
 use crate::protocol::error::{ErrorKind, VapiError};
 use crate::protocol::filter::{self, Limits};
-use crate::protocol::{api, rest, Family, SESSION_HEADER};
+use crate::protocol::{api, rest, Family, JSON, SESSION_HEADER};
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
@@ -474,8 +474,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 fn json(status: StatusCode, body: Bytes) -> Response<SimBody> {
     let mut resp = Response::new(SimBody::full(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_TYPE, JSON);
     resp
 }
 

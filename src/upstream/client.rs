@@ -20,6 +20,8 @@ use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::protocol::JSON;
+
 use super::settings::{UpstreamConfigError, UpstreamSettings};
 use super::trust::client_tls_config;
 
@@ -129,7 +131,7 @@ impl Upstream {
             builder = builder.header(name, value);
         }
         if body.is_some() {
-            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            builder = builder.header(CONTENT_TYPE, JSON);
         }
         let request = builder
             .body(Full::new(body.unwrap_or_default()))
