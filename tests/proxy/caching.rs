@@ -2,7 +2,7 @@
 //! entries per user, the stale windows, `no-cache`, coalescing, Server-Timing.
 
 use crate::common::{self, rest_keys, Env, Http, RestQuery, ADMIN};
-use crate::{direct_raw, logged_in, on_lists, svc_query, three_static, SVC};
+use crate::{direct_raw, logged_in, on_lists, svc_body, svc_query, three_static, SVC};
 use http::Method;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -267,7 +267,7 @@ async fn stale_while_revalidate_answers_within_its_window_and_not_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_if_error_answers_within_its_window_and_not_after() {
     let (env, sid) = logged_in("[cache]\nttl = \"1s\"\nstale_while_revalidate = \"0s\"\nstale_if_error = \"2s\"\nerror_ttl = \"0s\"", Family::Api).await;
-    let body = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
+    let body = svc_body();
     let good = env.http.api_list(&sid, &body).await;
     assert_eq!((good.status.as_u16(), good.cache()), (200, "miss"));
     env.sims[1]

@@ -2,7 +2,7 @@
 //! refused connections, partial answers.
 
 use crate::common::{self, every_service_query, sim_config, start_sims, Env};
-use crate::{direct_raw, logged_in, on_lists, three_static, ADMIN, SVC};
+use crate::{direct_raw, logged_in, on_lists, svc_body, three_static, ADMIN, SVC};
 use http::Method;
 use serde_json::Value;
 use vcproxy::sim::{self, Faults};
@@ -106,7 +106,7 @@ async fn vcenter_errors_pass_through_byte_for_byte_with_precedence() {
             }))
             .unwrap();
         let narrow_q = format!("filter_spec.services={SVC}");
-        let narrow_b = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
+        let narrow_b = svc_body();
         let r = env.http.list(family, &sid, &narrow_q, &narrow_b).await;
         let d = direct_raw(&env.sims[0], family, &narrow_q, &narrow_b).await;
         assert_eq!(d.status, 500);
@@ -136,13 +136,7 @@ async fn a_hung_vcenter_is_503_within_its_timeout_naming_it() {
             ..Faults::default()
         }))
         .unwrap();
-    let r = env
-        .http
-        .api_list(
-            &sid,
-            &format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#),
-        )
-        .await;
+    let r = env.http.api_list(&sid, &svc_body()).await;
     assert_eq!(r.status, 503);
     assert_eq!(r.header("vcproxy-upstream"), Some("vc2"));
     let v = r.json();
@@ -208,7 +202,7 @@ async fn partial_mode_merges_what_answered_and_names_the_rest() {
             ..Faults::default()
         }))
         .unwrap();
-    let body = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
+    let body = svc_body();
     let r = env.http.api_list(&sid, &body).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("vcproxy-partial"), Some("vc3"));
@@ -278,7 +272,7 @@ async fn failures_without_a_vcenter_answer_are_503_naming_the_vcenter() {
     );
     let env = Env::start_with_config(sims, &config).await;
     let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
-    let body = format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#);
+    let body = svc_body();
     let message = |r: &common::Resp| {
         r.json()["messages"][0]["default_message"]
             .as_str()

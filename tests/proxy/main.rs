@@ -58,6 +58,11 @@ fn svc_query() -> String {
     format!("filter_spec.services={SVC}")
 }
 
+/// An `/api` body for one service's tasks.
+fn svc_body() -> String {
+    format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#)
+}
+
 fn three_static() -> Vec<vcproxy::sim::SimConfig> {
     vec![sim_config(120, 1), sim_config(90, 2), sim_config(60, 3)]
 }

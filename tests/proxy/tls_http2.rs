@@ -2,7 +2,7 @@
 //! answers, the client listener's limits.
 
 use crate::common::{self, every_service_query, rest_keys, start_sims, Env, Http};
-use crate::{direct_raw, three_static, ADMIN, SVC};
+use crate::{direct_raw, svc_body, three_static, ADMIN, SVC};
 use std::time::Duration;
 use vcproxy::Family;
 
@@ -35,13 +35,7 @@ async fn https_vcenters_are_verified_by_ca_file_or_pinned_fingerprint() {
     });
     let env = Env::start_with_config(sims, &config).await;
     let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
-    let r = env
-        .http
-        .api_list(
-            &sid,
-            &format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#),
-        )
-        .await;
+    let r = env.http.api_list(&sid, &svc_body()).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(env.upstream_lists(), vec![1, 1, 1]);
     env.stop().await;
@@ -108,15 +102,7 @@ async fn the_front_end_serves_tls_and_http2() {
     let plain = Env::start(three_static(), "", "").await;
     let h2 = Http::h2(plain.http.base.clone(), rustls::RootCertStore::empty());
     let sid = h2.session(Family::Api, ADMIN.0, ADMIN.1).await;
-    assert_eq!(
-        h2.api_list(
-            &sid,
-            &format!(r#"{{"filter_spec":{{"services":["{SVC}"]}}}}"#)
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(h2.api_list(&sid, &svc_body()).await.status, 200);
     plain.stop().await;
     env.stop().await;
 }
