@@ -2,20 +2,20 @@
 //! no I/O here, only what the bytes mean.
 //!
 //! * [`Family`]: which wire protocol a request speaks; every difference between
-//!   protocols is asked of it and answered by that protocol's module ([`rest`],
-//!   [`api`]): paths, how an operation is recognized, answer and error shapes.
-//! * [`error`]: the vAPI standard errors the proxy produces itself.
+//!   protocols is asked of it and answered by that protocol's module (`rest`,
+//!   `api`): paths, how an operation is recognized, answer and error shapes.
+//! * `error`: the vAPI standard errors the proxy produces itself.
 //! * [`filter`]: a List Tasks question in every client encoding, reduced to one
 //!   canonical model and cache key, and encoded again for a vCenter.
 //! * [`merge`]: several vCenters' List Tasks answers read and merged into one.
 
-pub mod api;
-pub mod error;
+pub(crate) mod api;
+pub(crate) mod error;
 mod family;
 pub mod filter;
 pub(crate) mod json;
 pub mod merge;
-pub mod rest;
+pub(crate) mod rest;
 
 use http::{HeaderName, HeaderValue};
 
