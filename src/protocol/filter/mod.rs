@@ -247,9 +247,20 @@ impl TaskQuery {
     }
 }
 
-// ---------------------------------------------------------------------------------
-// Entry points
-// ---------------------------------------------------------------------------------
+/// What both families start from: the body within its limit, and the query string's
+/// parameters (`api`: as `/api` reads them).
+fn query_params(
+    query: Option<&str>,
+    body: &[u8],
+    limits: &Limits,
+    api: bool,
+) -> Result<TaskQuery, VapiError> {
+    check_body_size(body, limits)?;
+    match query {
+        Some(query) => parse_query(query, limits, api),
+        None => Ok(TaskQuery::default()),
+    }
+}
 
 /// `GET /rest/cis/tasks`: the filter in the query string (indexed or repeated keys),
 /// or as a JSON body (the Python SDK), whatever the body's content type.
@@ -261,11 +272,7 @@ pub fn parse_rest(
     body: &[u8],
     limits: &Limits,
 ) -> Result<TaskQuery, VapiError> {
-    check_body_size(body, limits)?;
-    let mut q = match query {
-        Some(query) => parse_query(query, limits, false)?,
-        None => TaskQuery::default(),
-    };
+    let mut q = query_params(query, body, limits, false)?;
     if !is_blank(body) {
         if has_model_params(&q) {
             return Err(VapiError::invalid_argument(
@@ -290,11 +297,7 @@ pub fn parse_api(
     body: &[u8],
     limits: &Limits,
 ) -> Result<TaskQuery, VapiError> {
-    check_body_size(body, limits)?;
-    let mut q = match query {
-        Some(query) => parse_query(query, limits, true)?,
-        None => TaskQuery::default(),
-    };
+    let mut q = query_params(query, body, limits, true)?;
     if has_model_params(&q) {
         return Err(VapiError::invalid_argument(
             "POST /api/cis/tasks?action=list takes its filter in the JSON body, \
