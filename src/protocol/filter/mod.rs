@@ -272,21 +272,14 @@ pub fn parse_rest(
     body: &[u8],
     limits: &Limits,
 ) -> Result<TaskQuery, VapiError> {
-    let mut q = query_params(query, body, limits, false)?;
-    if !is_blank(body) {
-        if has_model_params(&q) {
-            return Err(VapiError::invalid_argument(
-                "The filter is given both in the query string and in the request body; \
-                 send it in one of them.",
-            ));
-        }
-        let from_body = parse_json(body, limits)?;
-        q.filter = from_body.filter;
-        q.result = from_body.result;
-        q.extra_members = from_body.extra_members;
+    let q = query_params(query, body, limits, false)?;
+    if !is_blank(body) && has_model_params(&q) {
+        return Err(VapiError::invalid_argument(
+            "The filter is given both in the query string and in the request body; \
+             send it in one of them.",
+        ));
     }
-    q.normalize();
-    Ok(q)
+    with_body(q, body, limits)
 }
 
 /// `POST /api/cis/tasks?action=list`: the filter as a JSON body (empty means `{}`).
@@ -297,13 +290,19 @@ pub fn parse_api(
     body: &[u8],
     limits: &Limits,
 ) -> Result<TaskQuery, VapiError> {
-    let mut q = query_params(query, body, limits, true)?;
+    let q = query_params(query, body, limits, true)?;
     if has_model_params(&q) {
         return Err(VapiError::invalid_argument(
             "POST /api/cis/tasks?action=list takes its filter in the JSON body, \
              not in query parameters.",
         ));
     }
+    with_body(q, body, limits)
+}
+
+/// What both families end with: the JSON body's filter, if any, over the query's
+/// other parameters, normalized.
+fn with_body(mut q: TaskQuery, body: &[u8], limits: &Limits) -> Result<TaskQuery, VapiError> {
     if !is_blank(body) {
         let from_body = parse_json(body, limits)?;
         q.filter = from_body.filter;
