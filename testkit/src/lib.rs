@@ -23,6 +23,7 @@ mod local;
 mod proxy;
 mod queries;
 mod sims;
+pub mod typed;
 
 pub use client::{basic, Http, Resp, SESSION};
 pub use env::{config, config_toml, parse_config, Env, LISTEN};
