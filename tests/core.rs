@@ -1279,3 +1279,43 @@ mod streaming {
         }
     }
 }
+
+// ----- JSON-RPC typed input -------------------------------------------------------
+
+mod jsonrpc_input {
+    use vcproxy::protocol::filter::{parse_json, Limits, Target};
+    use vcproxy::protocol::jsonrpc::typed::operation_input;
+
+    const CAPTURED: &str = r#"{"STRUCTURE":{"operation-input":{"filter_spec":{"OPTIONAL":{"STRUCTURE":{"com.vmware.cis.tasks.filter_spec":{"tasks":{"OPTIONAL":null},"services":{"OPTIONAL":["com.vmware.vcenter.vm"]},"operations":{"OPTIONAL":null},"status":{"OPTIONAL":["SUCCEEDED","FAILED"]},"targets":{"OPTIONAL":[{"STRUCTURE":{"com.vmware.vapi.std.dynamic_ID":{"type":"VirtualMachine","id":"vm-42"}}}]},"users":{"OPTIONAL":null}}}}},"result_spec":{"OPTIONAL":{"STRUCTURE":{"com.vmware.cis.tasks.get_spec":{"return_all":{"OPTIONAL":true},"exclude_result":{"OPTIONAL":false}}}}}}}}"#;
+
+    fn read(input: &str) -> vcproxy::protocol::filter::TaskQuery {
+        let plain = serde_json::Value::Object(operation_input(input).unwrap()).to_string();
+        parse_json(plain.as_bytes(), &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn the_canonical_input_reads_back_to_the_same_query() {
+        let mut q = read(CAPTURED);
+        q.normalize();
+        assert_eq!(q.filter.status, ["FAILED", "SUCCEEDED"], "sets are sorted");
+        assert_eq!(
+            q.filter.targets,
+            vec![Target {
+                target_type: "VirtualMachine".into(),
+                id: "vm-42".into()
+            }]
+        );
+        let again = q.jsonrpc_input();
+        let mut back = read(std::str::from_utf8(&again).unwrap());
+        back.normalize();
+        assert_eq!(back, q);
+        // Every optional is present, as the SDK sends them; false is unset.
+        let s = String::from_utf8(again).unwrap();
+        assert!(s.contains(r#""tasks":{"OPTIONAL":null}"#), "{s}");
+        assert!(s.contains(r#""exclude_result":{"OPTIONAL":null}"#), "{s}");
+        assert!(
+            s.contains(r#""status":{"OPTIONAL":["FAILED","SUCCEEDED"]}"#),
+            "{s}"
+        );
+    }
+}

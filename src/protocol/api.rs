@@ -7,9 +7,8 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use super::error::VapiError;
-use super::get_task::task_segment;
 use super::json::write_json_str;
-use super::rest::has_param;
+use super::path::{has_param, task_segment};
 use super::Operation;
 
 /// Log-in (`POST`), who-am-I (`GET`) and log-out (`DELETE`).

@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use super::error::VapiError;
 use super::filter::{parse_bool, percent_decode, push_encoded, quote, Limits, ResultSpec};
+use super::json::write_json_str;
 use super::jsonrpc::{self, envelope, typed};
+use super::path::task_segment;
 use super::{api, rest, Family};
 
 /// One Get Task question, normalized.
@@ -38,13 +40,6 @@ pub struct ResolvedGet {
     pub path_and_query: String,
     /// JSON-RPC: the call up to its session id ([`envelope::call_head`]).
     pub body: Option<Bytes>,
-}
-
-/// The task id in a Get Task path (`{tasks path}/{task}`), if `path` is one.
-pub(crate) fn task_segment<'p>(tasks_path: &str, path: &'p str) -> Option<&'p str> {
-    path.strip_prefix(tasks_path)?
-        .strip_prefix('/')
-        .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
 impl GetTask {
@@ -180,7 +175,7 @@ impl GetTask {
                 (Method::GET, path, None)
             }
             Family::JsonRpc => {
-                let input = typed::get_input(&self.task, &self.spec);
+                let input = self.typed_input();
                 let head = envelope::call_head(jsonrpc::TASKS_SERVICE, "get", &input);
                 (
                     Method::POST,
@@ -197,6 +192,19 @@ impl GetTask {
             path_and_query,
             body,
         }
+    }
+}
+
+impl GetTask {
+    /// JSON-RPC's typed input for this question.
+    fn typed_input(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160 + self.task.len());
+        out.extend_from_slice(b"{\"STRUCTURE\":{\"operation-input\":{\"task\":");
+        write_json_str(&mut out, &self.task);
+        out.extend_from_slice(b",\"spec\":");
+        self.spec.write_typed(&mut out);
+        out.extend_from_slice(b"}}}");
+        out
     }
 }
 

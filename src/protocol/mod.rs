@@ -19,6 +19,7 @@ pub mod get_task;
 pub(crate) mod json;
 pub mod jsonrpc;
 pub mod merge;
+mod path;
 pub(crate) mod rest;
 
 use http::{HeaderName, HeaderValue};

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use super::error::VapiError;
-use super::get_task::task_segment;
 use super::json::write_json_str;
+use super::path::{has_param, task_segment};
 use super::Operation;
 
 /// Log-in (`POST`), who-am-I (`POST` with [`WHOAMI_QUERY`]) and log-out (`DELETE`).
@@ -37,11 +37,6 @@ pub(crate) fn operation(method: &Method, path: &str, query: Option<&str>) -> Opt
         (&Method::GET, _) if task_segment(TASKS_PATH, path).is_some() => Some(Operation::GetTask),
         _ => None,
     }
-}
-
-/// Whether `query` holds the parameter `pair` (`name=value`) exactly.
-pub(super) fn has_param(query: Option<&str>, pair: &str) -> bool {
-    query.is_some_and(|q| q.split('&').any(|p| p == pair))
 }
 
 /// 200 `{"value":"<id>"}`.

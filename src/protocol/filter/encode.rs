@@ -1,8 +1,10 @@
 //! Encoding a query for a vCenter: the canonical `/api` JSON body (also the first part
-//! of the cache key), the `/rest` indexed query string, and the request to send.
+//! of the cache key), the `/rest` indexed query string, JSON-RPC's typed input, and
+//! the request to send.
 
 use super::{Parent, ResultSpec, TaskQuery, STRING_FIELDS};
 use crate::protocol::json::write_json_str;
+use crate::protocol::jsonrpc::typed::{flag, optional, string_set};
 use crate::protocol::{api, jsonrpc, rest, Family};
 
 impl TaskQuery {
@@ -221,7 +223,7 @@ impl TaskQuery {
                 body: Some(jsonrpc::envelope::call_head(
                     jsonrpc::TASKS_SERVICE,
                     "list",
-                    &jsonrpc::typed::list_input(self),
+                    &self.jsonrpc_input(),
                 )),
             },
         }
@@ -314,5 +316,77 @@ pub(crate) fn push_encoded(q: &mut String, s: &str) {
             q.push(HEX[(b >> 4) as usize] as char);
             q.push(HEX[(b & 15) as usize] as char);
         }
+    }
+}
+
+impl ResultSpec {
+    /// JSON-RPC's `com.vmware.cis.tasks.get_spec`, optional: unset when neither flag
+    /// is.
+    pub fn write_typed(&self, out: &mut Vec<u8>) {
+        let spec = self;
+        let set = spec.return_all.is_some() || spec.exclude_result.is_some();
+        optional(
+            out,
+            set.then_some(|out: &mut Vec<u8>| {
+                out.extend_from_slice(
+                    b"{\"STRUCTURE\":{\"com.vmware.cis.tasks.get_spec\":{\"return_all\":",
+                );
+                flag(out, spec.return_all);
+                out.extend_from_slice(b",\"exclude_result\":");
+                flag(out, spec.exclude_result);
+                out.extend_from_slice(b"}}}");
+            }),
+        );
+    }
+}
+
+impl TaskQuery {
+    /// List Tasks' typed input for a canonical query: every field present, in the order
+    /// the SDK sends them.
+    pub fn jsonrpc_input(&self) -> Vec<u8> {
+        let q = self;
+        let f = &q.filter;
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"{\"STRUCTURE\":{\"operation-input\":{\"filter_spec\":");
+        optional(
+            &mut out,
+            Some(|out: &mut Vec<u8>| {
+                out.extend_from_slice(
+                    b"{\"STRUCTURE\":{\"com.vmware.cis.tasks.filter_spec\":{\"tasks\":",
+                );
+                string_set(out, &f.tasks);
+                out.extend_from_slice(b",\"services\":");
+                string_set(out, &f.services);
+                out.extend_from_slice(b",\"operations\":");
+                string_set(out, &f.operations);
+                out.extend_from_slice(b",\"status\":");
+                string_set(out, &f.status);
+                out.extend_from_slice(b",\"targets\":");
+                let targets = |out: &mut Vec<u8>| {
+                    out.push(b'[');
+                    for (i, t) in f.targets.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        out.extend_from_slice(
+                            b"{\"STRUCTURE\":{\"com.vmware.vapi.std.dynamic_ID\":{\"type\":",
+                        );
+                        write_json_str(out, &t.target_type);
+                        out.extend_from_slice(b",\"id\":");
+                        write_json_str(out, &t.id);
+                        out.extend_from_slice(b"}}}");
+                    }
+                    out.push(b']');
+                };
+                optional(out, (!f.targets.is_empty()).then_some(targets));
+                out.extend_from_slice(b",\"users\":");
+                string_set(out, &f.users);
+                out.extend_from_slice(b"}}}");
+            }),
+        );
+        out.extend_from_slice(b",\"result_spec\":");
+        q.result.write_typed(&mut out);
+        out.extend_from_slice(b"}}}");
+        out
     }
 }

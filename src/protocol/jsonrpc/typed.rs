@@ -1,7 +1,8 @@
 //! Typed values ("data values"): what JSON-RPC wraps every value in, read into the
 //! plain JSON the `/api` family uses, and written from the canonical models.
 //!
-//! Reading unwraps `OPTIONAL` (`null` is an unset field, left out), `STRUCTURE`
+//! Writing is done by the models' own encoders (`filter`, `get_task`) with the
+//! helpers here. Reading unwraps `OPTIONAL` (`null` is an unset field, left out), `STRUCTURE`
 //! (the fields of its one named structure), `SECRET` and lists. Unwrapped, a List
 //! Tasks input is exactly an `/api` body, so both protocols share one filter parser
 //! and one canonical key. Writing produces every optional field, unset ones as
@@ -9,7 +10,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::protocol::filter::{ResultSpec, TaskQuery};
 use crate::protocol::json::write_json_str;
 use crate::protocol::VapiError;
 
@@ -88,7 +88,7 @@ fn structure(v: &Value, at: &str) -> Result<Value, String> {
 }
 
 /// `{"OPTIONAL":<value>}` or `{"OPTIONAL":null}`.
-fn optional(out: &mut Vec<u8>, value: Option<impl FnOnce(&mut Vec<u8>)>) {
+pub(crate) fn optional(out: &mut Vec<u8>, value: Option<impl FnOnce(&mut Vec<u8>)>) {
     out.extend_from_slice(b"{\"OPTIONAL\":");
     match value {
         Some(write) => write(out),
@@ -97,7 +97,8 @@ fn optional(out: &mut Vec<u8>, value: Option<impl FnOnce(&mut Vec<u8>)>) {
     out.push(b'}');
 }
 
-fn string_set(out: &mut Vec<u8>, values: &[String]) {
+/// An optional set of strings: unset when empty.
+pub(crate) fn string_set(out: &mut Vec<u8>, values: &[String]) {
     let write = |out: &mut Vec<u8>| {
         out.push(b'[');
         for (i, v) in values.iter().enumerate() {
@@ -111,7 +112,8 @@ fn string_set(out: &mut Vec<u8>, values: &[String]) {
     optional(out, (!values.is_empty()).then_some(write));
 }
 
-fn flag(out: &mut Vec<u8>, value: Option<bool>) {
+/// An optional boolean.
+pub(crate) fn flag(out: &mut Vec<u8>, value: Option<bool>) {
     optional(
         out,
         value.map(|b| {
@@ -120,86 +122,9 @@ fn flag(out: &mut Vec<u8>, value: Option<bool>) {
     );
 }
 
-/// `com.vmware.cis.tasks.get_spec`, optional: unset when neither flag is.
-fn get_spec(out: &mut Vec<u8>, spec: &ResultSpec) {
-    let set = spec.return_all.is_some() || spec.exclude_result.is_some();
-    optional(
-        out,
-        set.then_some(|out: &mut Vec<u8>| {
-            out.extend_from_slice(
-                b"{\"STRUCTURE\":{\"com.vmware.cis.tasks.get_spec\":{\"return_all\":",
-            );
-            flag(out, spec.return_all);
-            out.extend_from_slice(b",\"exclude_result\":");
-            flag(out, spec.exclude_result);
-            out.extend_from_slice(b"}}}");
-        }),
-    );
-}
-
-/// List Tasks' typed input for a canonical query: every field present, in the order
-/// the SDK sends them.
-pub fn list_input(q: &TaskQuery) -> Vec<u8> {
-    let f = &q.filter;
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(b"{\"STRUCTURE\":{\"operation-input\":{\"filter_spec\":");
-    optional(
-        &mut out,
-        Some(|out: &mut Vec<u8>| {
-            out.extend_from_slice(
-                b"{\"STRUCTURE\":{\"com.vmware.cis.tasks.filter_spec\":{\"tasks\":",
-            );
-            string_set(out, &f.tasks);
-            out.extend_from_slice(b",\"services\":");
-            string_set(out, &f.services);
-            out.extend_from_slice(b",\"operations\":");
-            string_set(out, &f.operations);
-            out.extend_from_slice(b",\"status\":");
-            string_set(out, &f.status);
-            out.extend_from_slice(b",\"targets\":");
-            let targets = |out: &mut Vec<u8>| {
-                out.push(b'[');
-                for (i, t) in f.targets.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(
-                        b"{\"STRUCTURE\":{\"com.vmware.vapi.std.dynamic_ID\":{\"type\":",
-                    );
-                    write_json_str(out, &t.target_type);
-                    out.extend_from_slice(b",\"id\":");
-                    write_json_str(out, &t.id);
-                    out.extend_from_slice(b"}}}");
-                }
-                out.push(b']');
-            };
-            optional(out, (!f.targets.is_empty()).then_some(targets));
-            out.extend_from_slice(b",\"users\":");
-            string_set(out, &f.users);
-            out.extend_from_slice(b"}}}");
-        }),
-    );
-    out.extend_from_slice(b",\"result_spec\":");
-    get_spec(&mut out, &q.result);
-    out.extend_from_slice(b"}}}");
-    out
-}
-
-/// Get Task's typed input.
-pub fn get_input(task: &str, spec: &ResultSpec) -> Vec<u8> {
-    let mut out = Vec::with_capacity(160 + task.len());
-    out.extend_from_slice(b"{\"STRUCTURE\":{\"operation-input\":{\"task\":");
-    write_json_str(&mut out, task);
-    out.extend_from_slice(b",\"spec\":");
-    get_spec(&mut out, spec);
-    out.extend_from_slice(b"}}}");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::filter::{parse_json, Limits, Target};
 
     /// The SDK's list input, as captured.
     const CAPTURED: &str = r#"{"STRUCTURE":{"operation-input":{"filter_spec":{"OPTIONAL":{"STRUCTURE":{"com.vmware.cis.tasks.filter_spec":{"tasks":{"OPTIONAL":null},"services":{"OPTIONAL":["com.vmware.vcenter.vm"]},"operations":{"OPTIONAL":null},"status":{"OPTIONAL":["FAILED"]},"targets":{"OPTIONAL":[{"STRUCTURE":{"com.vmware.vapi.std.dynamic_ID":{"type":"VirtualMachine","id":"vm-42"}}}]},"users":{"OPTIONAL":null}}}}},"result_spec":{"OPTIONAL":{"STRUCTURE":{"com.vmware.cis.tasks.get_spec":{"return_all":{"OPTIONAL":true},"exclude_result":{"OPTIONAL":false}}}}}}}}"#;
@@ -213,30 +138,6 @@ mod tests {
                 "targets":[{"type":"VirtualMachine","id":"vm-42"}]},
                 "result_spec":{"return_all":true,"exclude_result":false}})
         );
-    }
-
-    #[test]
-    fn the_canonical_input_reads_back_to_the_same_query() {
-        let plain = Value::Object(operation_input(CAPTURED).unwrap()).to_string();
-        let q = parse_json(plain.as_bytes(), &Limits::default()).unwrap();
-        assert_eq!(
-            q.filter.targets,
-            vec![Target {
-                target_type: "VirtualMachine".into(),
-                id: "vm-42".into()
-            }]
-        );
-        let again = list_input(&q);
-        let plain2 = Value::Object(operation_input(std::str::from_utf8(&again).unwrap()).unwrap())
-            .to_string();
-        assert_eq!(
-            parse_json(plain2.as_bytes(), &Limits::default()).unwrap(),
-            q
-        );
-        // Every optional is present, as the SDK sends them.
-        let s = String::from_utf8(again).unwrap();
-        assert!(s.contains(r#""tasks":{"OPTIONAL":null}"#), "{s}");
-        assert!(s.contains(r#""exclude_result":{"OPTIONAL":null}"#), "{s}");
     }
 
     #[test]
@@ -255,18 +156,14 @@ mod tests {
     }
 
     #[test]
-    fn get_input_reads_back() {
-        let spec = ResultSpec {
-            return_all: None,
-            exclude_result: Some(true),
-        };
-        let input = get_input("t:svc", &spec);
-        let plain = operation_input(std::str::from_utf8(&input).unwrap()).unwrap();
+    fn writers_wrap_optionals() {
+        let mut out = Vec::new();
+        string_set(&mut out, &[]);
+        flag(&mut out, Some(true));
+        string_set(&mut out, &["a".to_owned()]);
         assert_eq!(
-            Value::Object(plain),
-            serde_json::json!({"task":"t:svc","spec":{"exclude_result":true}})
+            out,
+            br#"{"OPTIONAL":null}{"OPTIONAL":true}{"OPTIONAL":["a"]}"#
         );
-        let none = get_input("t", &ResultSpec::default());
-        assert!(none.ends_with(br#""spec":{"OPTIONAL":null}}}}"#));
     }
 }
