@@ -3,7 +3,7 @@
 //! the request to send.
 
 use super::{Parent, ResultSpec, TaskQuery, STRING_FIELDS};
-use crate::protocol::json::write_json_str;
+use crate::protocol::json::{write_json_str, write_list};
 use crate::protocol::jsonrpc::typed::{flag, optional, string_set};
 use crate::protocol::{api, jsonrpc, rest, Family};
 
@@ -363,11 +363,7 @@ impl TaskQuery {
                 string_set(out, &f.status);
                 out.extend_from_slice(b",\"targets\":");
                 let targets = |out: &mut Vec<u8>| {
-                    out.push(b'[');
-                    for (i, t) in f.targets.iter().enumerate() {
-                        if i > 0 {
-                            out.push(b',');
-                        }
+                    write_list(out, &f.targets, |out, t| {
                         out.extend_from_slice(
                             b"{\"STRUCTURE\":{\"com.vmware.vapi.std.dynamic_ID\":{\"type\":",
                         );
@@ -375,8 +371,7 @@ impl TaskQuery {
                         out.extend_from_slice(b",\"id\":");
                         write_json_str(out, &t.id);
                         out.extend_from_slice(b"}}}");
-                    }
-                    out.push(b']');
+                    })
                 };
                 optional(out, (!f.targets.is_empty()).then_some(targets));
                 out.extend_from_slice(b",\"users\":");

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::protocol::json::write_json_str;
+use crate::protocol::json::{write_json_str, write_list};
 use crate::protocol::{ErrorKind, VapiError};
 
 /// The JSON-RPC error value for a REST error answer from vCenter `vcenter`.
@@ -43,19 +43,10 @@ pub fn error_from_rest(status: StatusCode, body: &[u8], vcenter: &str) -> Bytes 
     let mut out = Vec::with_capacity(body.len() + 256);
     out.extend_from_slice(b"{\"ERROR\":{\"com.vmware.vapi.std.errors.");
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":{\"messages\":[");
-    for (i, m) in messages
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        if i > 0 {
-            out.push(b',');
-        }
-        message(&mut out, m);
-    }
-    out.extend_from_slice(b"],\"data\":{\"OPTIONAL\":null},\"error_type\":{\"OPTIONAL\":");
+    out.extend_from_slice(b"\":{\"messages\":");
+    let messages = messages.and_then(Value::as_array).into_iter().flatten();
+    write_list(&mut out, messages, message);
+    out.extend_from_slice(b",\"data\":{\"OPTIONAL\":null},\"error_type\":{\"OPTIONAL\":");
     write_json_str(&mut out, &name.to_ascii_uppercase());
     out.extend_from_slice(b"}}}}");
     Bytes::from(out)
@@ -83,23 +74,17 @@ fn message(out: &mut Vec<u8>, m: &Value) {
     write_json_str(out, text(m, "id"));
     out.extend_from_slice(b",\"default_message\":");
     write_json_str(out, text(m, "default_message"));
-    out.extend_from_slice(b",\"args\":[");
-    for (i, a) in m
+    out.extend_from_slice(b",\"args\":");
+    let args = m
         .get("args")
         .and_then(Value::as_array)
         .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        if i > 0 {
-            out.push(b',');
-        }
-        match a {
-            Value::String(s) => write_json_str(out, s),
-            other => write_json_str(out, &other.to_string()),
-        }
-    }
-    out.extend_from_slice(b"],\"params\":{\"OPTIONAL\":");
+        .flatten();
+    write_list(out, args, |out, a| match a {
+        Value::String(s) => write_json_str(out, s),
+        other => write_json_str(out, &other.to_string()),
+    });
+    out.extend_from_slice(b",\"params\":{\"OPTIONAL\":");
     // `/api` params are an object, `/rest` ones a key/value array.
     let params: Vec<(&str, &Value)> = match m.get("params") {
         Some(Value::Object(o)) => o.iter().map(|(k, v)| (k.as_str(), v)).collect(),
@@ -110,11 +95,7 @@ fn message(out: &mut Vec<u8>, m: &Value) {
         _ => Vec::new(),
     };
     if m.get("params").is_some_and(|p| !p.is_null()) {
-        out.push(b'[');
-        for (i, (k, v)) in params.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        write_list(out, &params, |out, (k, v)| {
             out.extend_from_slice(b"{\"STRUCTURE\":{\"map-entry\":{\"key\":");
             write_json_str(out, k);
             out.extend_from_slice(
@@ -136,8 +117,7 @@ fn message(out: &mut Vec<u8>, m: &Value) {
                 out.push(b'}');
             }
             out.extend_from_slice(b"}}}}}}");
-        }
-        out.push(b']');
+        });
     } else {
         out.extend_from_slice(b"null");
     }

@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::protocol::json::write_json_str;
+use crate::protocol::json::{write_json_str, write_list};
 use crate::protocol::VapiError;
 
 /// An operation's input, `{"STRUCTURE":{"operation-input":{..}}}`, as a plain JSON
@@ -99,16 +99,7 @@ pub(crate) fn optional(out: &mut Vec<u8>, value: Option<impl FnOnce(&mut Vec<u8>
 
 /// An optional set of strings: unset when empty.
 pub(crate) fn string_set(out: &mut Vec<u8>, values: &[String]) {
-    let write = |out: &mut Vec<u8>| {
-        out.push(b'[');
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_json_str(out, v);
-        }
-        out.push(b']');
-    };
+    let write = |out: &mut Vec<u8>| write_list(out, values, |out, v| write_json_str(out, v));
     optional(out, (!values.is_empty()).then_some(write));
 }
 
