@@ -1,10 +1,12 @@
 //! Criterion benchmarks for the wire-format core: filter normalization (the work on
-//! every request before the cache is consulted) and merge (the work on every miss).
+//! every request before the cache is consulted), reading a JSON-RPC call's envelope
+//! (the work on every JSON-RPC request) and merge (the work on every miss).
 //!
 //! Run: `cargo bench --bench core`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use vcproxy::protocol::filter::{parse_api, parse_rest, Limits};
+use vcproxy::protocol::filter::{parse_api, parse_jsonrpc, parse_rest, Limits};
+use vcproxy::protocol::jsonrpc::envelope::parse_call;
 use vcproxy::protocol::merge::{
     merge, merge_parsed, parse_body, MergeOptions, ParsedBody, UpstreamBody,
 };
@@ -55,14 +57,19 @@ fn info(i: usize, family: Family) -> String {
         Family::Rest => format!(
             r#"[{{"key":"cluster","value":{{"s":"domain-c{i}"}}}},{{"key":"image","value":{{"s":"ESXi-8.0U2-{i}"}}}}]"#
         ),
-        Family::Api => {
+        Family::Api | Family::JsonRpc => {
             format!(r#"{{"cluster":{{"s":"domain-c{i}"}},"image":{{"s":"ESXi-8.0U2-{i}"}}}}"#)
         }
     };
-    format!(
+    let info = format!(
         r#"{{"description":{{"args":[],"default_message":"Remediating cluster domain-c{i}","id":"com.vmware.esx.settings.apply","params":{params}}},"service":"com.vmware.esx.settings.clusters.software","operation":"apply","target":{{"type":"ClusterComputeResource","id":"domain-c{i}"}},"status":"RUNNING","cancelable":true,"start_time":"2026-11-27T10:13:05.651Z","progress":{{"total":100,"completed":{},"message":{{"args":[],"default_message":"Applying image","id":"com.vmware.esx.settings.progress"}}}}}}"#,
         i % 100
-    )
+    );
+    // The merge reads only a JSON-RPC entry's key: the Info's inside is opaque to it.
+    match family {
+        Family::JsonRpc => format!(r#"{{"STRUCTURE":{{"com.vmware.cis.task.info":{info}}}}}"#),
+        _ => info,
+    }
 }
 
 fn upstream_body(vc: usize, n: usize, family: Family) -> String {
@@ -98,6 +105,20 @@ fn upstream_body(vc: usize, n: usize, family: Family) -> String {
             }
             out.push('}');
         }
+        Family::JsonRpc => {
+            out.push_str(r#"{"jsonrpc":"2.0","id":"0","result":{"output":["#);
+            for i in 0..n {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&format!(
+                    r#"{{"STRUCTURE":{{"map-entry":{{"key":"{}","value":{}}}}}}}"#,
+                    id(i),
+                    info(i, family)
+                ));
+            }
+            out.push_str("]}}");
+        }
     }
     out
 }
@@ -124,13 +145,44 @@ fn normalize(c: &mut Criterion) {
                 .key()
         })
     });
+    // The same question as the SDK sends it in JSON-RPC: the envelope (read on every
+    // request, hits included) and the typed input (read once per distinct input).
+    let api_body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let input = vcproxy_testkit::typed::list_input(&api_body).to_string();
+    let call = serde_json::json!({"jsonrpc":"2.0","method":"invoke","params":{
+        "serviceId":"com.vmware.cis.tasks","operationId":"list",
+        "input":serde_json::from_str::<serde_json::Value>(&input).unwrap(),
+        "ctx":{"appCtx":{"opId":"e8b793bf-4eff-4848-8a5d-cede35a5cc2d"},
+               "securityCtx":{"schemeId":"com.vmware.vapi.std.security.session_id",
+                              "sessionId":"9a1ee7f63c2d4c1f8e6d8d3b1c0ffee1"}}},"id":"0"})
+    .to_string();
+    assert_eq!(
+        parse_jsonrpc(input.as_bytes(), &limits).unwrap().key(),
+        parse_api(Some("action=list"), body.as_bytes(), &limits)
+            .unwrap()
+            .key()
+    );
+    g.bench_function("jsonrpc_envelope", |b| {
+        b.iter(|| {
+            parse_call(black_box(call.as_bytes()), None, None)
+                .unwrap()
+                .id
+        })
+    });
+    g.bench_function("jsonrpc_input_20_params", |b| {
+        b.iter(|| {
+            parse_jsonrpc(black_box(input.as_bytes()), &limits)
+                .unwrap()
+                .key()
+        })
+    });
     g.finish();
 }
 
 fn merging(c: &mut Criterion) {
     let mut g = c.benchmark_group("merge_10x1000");
     g.sample_size(30);
-    for family in [Family::Rest, Family::Api] {
+    for family in [Family::Rest, Family::Api, Family::JsonRpc] {
         let bodies: Vec<String> = (0..10).map(|vc| upstream_body(vc, 1000, family)).collect();
         let names: Vec<String> = (0..10).map(|vc| format!("vc{vc}")).collect();
         let inputs: Vec<UpstreamBody> = bodies
@@ -143,7 +195,7 @@ fn merging(c: &mut Criterion) {
             .collect();
         let total: usize = bodies.iter().map(String::len).sum();
         let per_task = total / 10_000;
-        assert!((550..=700).contains(&per_task), "{per_task} bytes per task");
+        assert!((550..=800).contains(&per_task), "{per_task} bytes per task");
         let opts = MergeOptions { max_tasks: None };
         assert_eq!(merge(family, &inputs, &opts).unwrap().tasks, 10_000);
         g.throughput(Throughput::Bytes(total as u64));
