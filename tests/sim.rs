@@ -89,6 +89,7 @@ fn assert_vapi_error(r: &Resp, family: Family, status: u16, name: &str) {
             );
             assert_eq!(v.as_object().unwrap().len(), 2);
         }
+        Family::JsonRpc => panic!("JSON-RPC errors are HTTP 200 (tests/sim_jsonrpc.rs)"),
     }
 }
 
@@ -194,7 +195,7 @@ async fn bad_credentials_and_missing_or_unknown_sessions_are_401_in_each_family(
         );
         let path = match family {
             Family::Rest => REST_SESSION,
-            Family::Api => "/api/session",
+            _ => "/api/session",
         };
         let no_auth = c.call(Method::POST, path, &[], None).await;
         assert_eq!(
@@ -1063,12 +1064,12 @@ async fn stats_count_requests_per_endpoint_and_family_exactly() {
     let v = c.stats().await;
     let expected = serde_json::json!({
         "requests": {
-            "session_create": {"rest": 1, "api": 3},
-            "session_get": {"rest": 1, "api": 0},
-            "session_delete": {"rest": 0, "api": 1},
-            "tasks_list": {"rest": 3, "api": 1},
-            "tasks_get": {"rest": 1, "api": 2},
-            "other": {"rest": 0, "api": 1}
+            "session_create": {"rest": 1, "api": 3, "jsonrpc": 0},
+            "session_get": {"rest": 1, "api": 0, "jsonrpc": 0},
+            "session_delete": {"rest": 0, "api": 1, "jsonrpc": 0},
+            "tasks_list": {"rest": 3, "api": 1, "jsonrpc": 0},
+            "tasks_get": {"rest": 1, "api": 2, "jsonrpc": 0},
+            "other": {"rest": 0, "api": 1, "jsonrpc": 0}
         },
         "sessions_opened": 3,
         "sessions_open": 2,

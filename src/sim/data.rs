@@ -467,7 +467,7 @@ fn plan(
             params: vec![("object".to_string(), Param::S(subject.clone()))],
         }
     });
-    let result = (!failed).then(|| result_for(rng, svc, &subject, EPOCH + end));
+    let result = (!failed).then(|| result_for(rng, svc, op, &subject, EPOCH + end));
 
     TaskPlan {
         id,
@@ -495,7 +495,16 @@ fn plan(
 
 /// An operation result: a structure holding a map of per-item structures, each
 /// with a nested map of notifications, so both levels of map conversion show.
-fn result_for(rng: &mut SplitMix64, svc: &ServiceDef, subject: &str, end: Millis) -> Data {
+/// Structures are named as vAPI names an operation's nested result types
+/// (`<service>.<operation>_result`, `<service>.<operation>_status`), so that
+/// JSON-RPC answers carry names a pass-through must keep.
+fn result_for(
+    rng: &mut SplitMix64,
+    svc: &ServiceDef,
+    op: &OpDef,
+    subject: &str,
+    end: Millis,
+) -> Data {
     let items: Vec<String> = match svc.target {
         TargetKind::Cluster => {
             let mut hosts: Vec<String> = (0..rng.range(1, 4))
@@ -521,21 +530,27 @@ fn result_for(rng: &mut SplitMix64, svc: &ServiceDef, subject: &str, end: Millis
                     Data::Str("A reboot is recommended to finish the operation.".into()),
                 ));
             }
-            let entry = Data::Struct(vec![
-                ("notifications", Data::Map(notes)),
-                ("reboot_required", Data::Bool(rng.unit() < 0.2)),
-                ("status", Data::Str("OK".into())),
-            ]);
+            let entry = Data::Struct {
+                name: format!("{}.{}_status", svc.id, op.id),
+                fields: vec![
+                    ("notifications", Data::Map(notes)),
+                    ("reboot_required", Data::Bool(rng.unit() < 0.2)),
+                    ("status", Data::Str("OK".into())),
+                ],
+            };
             (item, entry)
         })
         .collect();
-    Data::Struct(vec![
-        ("commit", Data::Int(rng.range(1, 500))),
-        ("completion_time", Data::Str(super::model::iso8601(end))),
-        ("details", Data::Map(details)),
-        ("items", names),
-        ("status", Data::Str("COMPLIANT".into())),
-    ])
+    Data::Struct {
+        name: format!("{}.{}_result", svc.id, op.id),
+        fields: vec![
+            ("commit", Data::Int(rng.range(1, 500))),
+            ("completion_time", Data::Str(super::model::iso8601(end))),
+            ("details", Data::Map(details)),
+            ("items", names),
+            ("status", Data::Str("COMPLIANT".into())),
+        ],
+    }
 }
 
 /// The simulator's clock: [`EPOCH`] plus wall-clock time since start (unless
@@ -580,8 +595,7 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Family;
-    use crate::sim::model::Writer;
+    use crate::sim::model::{Shape, Writer};
 
     #[test]
     fn generation_is_deterministic_and_seed_dependent() {
@@ -592,12 +606,12 @@ mod tests {
         assert_eq!(ids(&a), ids(&b));
         let ca: HashSet<_> = ids(&c).into_iter().collect();
         assert!(ids(&a).iter().all(|id| !ca.contains(id)));
-        let mut wa = Writer::new(Family::Api);
+        let mut wa = Writer::new(Shape::Api);
         wa.task_map(
             a.tasks.iter().map(|t| (t.id.as_str(), t.info_at(EPOCH))),
             false,
         );
-        let mut wb = Writer::new(Family::Api);
+        let mut wb = Writer::new(Shape::Api);
         wb.task_map(
             b.tasks.iter().map(|t| (t.id.as_str(), t.info_at(EPOCH))),
             false,

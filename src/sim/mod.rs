@@ -11,7 +11,14 @@
 //! | who am I | `POST /rest/com/vmware/cis/session?~action=get` | `GET /api/session` |
 //! | log out | `DELETE /rest/com/vmware/cis/session` → 200 | `DELETE /api/session` → 204 |
 //! | List Tasks | `GET /rest/cis/tasks` (query, either style, or JSON body) | `POST /api/cis/tasks?action=list` |
-//! | Get Task | `GET /rest/cis/tasks/{task}` | `GET /api/cis/tasks/{task}` |
+//! | Get Task | `GET /rest/cis/tasks/{task}` (`spec.exclude_result` in the query or `{"spec":{..}}` body) | `GET /api/cis/tasks/{task}` (`?exclude_result=true`) |
+//!
+//! and vAPI JSON-RPC 2.0, the official SDKs' protocol, on `POST /api` (no query), as
+//! `shared/vsphere/JSONRPC-NOTES.md` records it: `com.vmware.cis.session` `create`
+//! (`user_pass` credentials in the body), `get`, `delete`, and
+//! `com.vmware.cis.tasks` `list`, `get`; typed values, every answer HTTP 200 with
+//! `result.output` or `result.error` and the request's `id` echoed. Sessions are
+//! one store for all three protocols.
 //!
 //! and a JSON control API, not counted and not faulted:
 //! `GET`/`PUT /_sim/faults`, `POST /_sim/expire-sessions`, `GET /_sim/tasks` (every
@@ -22,11 +29,14 @@
 //! down. On the command line it is `vcproxy sim` (`crate::cmd::sim`).
 //!
 //! Modules: `data` (generation and evolution), `model` (typed Info and its
-//! rendering per family), `query` (List Tasks semantics), `sessions`, `faults`,
-//! `stats`, `routes` (HTTP handling), `server` (in-process API).
+//! rendering in the REST families), `typed` (its JSON-RPC typed-value encoding),
+//! `query` (List Tasks semantics), `sessions`, `faults`, `stats`, `routes` (HTTP
+//! handling, faults, the REST families), `jsonrpc` (JSON-RPC calls), `server`
+//! (in-process API).
 
 mod data;
 mod faults;
+mod jsonrpc;
 mod model;
 mod query;
 mod rng;
@@ -34,6 +44,7 @@ mod routes;
 mod server;
 mod sessions;
 mod stats;
+mod typed;
 
 pub use data::service_ids;
 pub use faults::{Faults, InvalidFaults};

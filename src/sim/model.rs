@@ -1,5 +1,5 @@
 //! The simulator's typed model of `com.vmware.cis.tasks` Info, and its rendering in
-//! each URL family.
+//! the two REST families (JSON-RPC's typed values are `super::typed`'s).
 //!
 //! The two families differ in more than the outer wrapping: `/rest` renders every
 //! map, including maps nested inside `description.params` and inside the opaque
@@ -81,16 +81,20 @@ pub(crate) struct Target {
 }
 
 /// A typed value inside the opaque `result`: the schema tells structures (rendered
-/// as objects in both families) from maps (objects in `/api`, key/value arrays in
-/// `/rest`).
+/// as objects in both REST families, as named `STRUCTURE`s in JSON-RPC) from maps
+/// (objects in `/api`, key/value arrays in `/rest`, map entries in JSON-RPC).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Data {
     Str(String),
     Int(i64),
     Bool(bool),
     List(Vec<Data>),
-    /// Fields in alphabetical order.
-    Struct(Vec<(&'static str, Data)>),
+    /// A structure: its canonical name (which only JSON-RPC writes), and its
+    /// fields in alphabetical order.
+    Struct {
+        name: String,
+        fields: Vec<(&'static str, Data)>,
+    },
     /// Entries sorted by key.
     Map(Vec<(String, Data)>),
 }
@@ -123,17 +127,35 @@ pub(crate) struct Info<'a> {
     pub(crate) result: Option<&'a Data>,
 }
 
-/// Writes JSON for one family into a buffer.
+/// Which of the two REST families' JSON a [`Writer`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// `/rest`: wrapped values, maps as key/value arrays.
+    Rest,
+    /// `/api`: bare values, maps as JSON objects.
+    Api,
+}
+
+impl Shape {
+    pub(crate) fn family(self) -> Family {
+        match self {
+            Shape::Rest => Family::Rest,
+            Shape::Api => Family::Api,
+        }
+    }
+}
+
+/// Writes JSON in one REST family's shape into a buffer.
 pub(crate) struct Writer {
     pub(crate) out: Vec<u8>,
-    pub(crate) family: Family,
+    pub(crate) shape: Shape,
 }
 
 impl Writer {
-    pub(crate) fn new(family: Family) -> Self {
+    pub(crate) fn new(shape: Shape) -> Self {
         Writer {
             out: Vec::with_capacity(1024),
-            family,
+            shape,
         }
     }
 
@@ -166,8 +188,8 @@ impl Writer {
 
     /// A map in the family's encoding, entries written by `value`.
     fn map<K: AsRef<str>, V>(&mut self, entries: &[(K, V)], mut value: impl FnMut(&mut Self, &V)) {
-        match self.family {
-            Family::Api | Family::JsonRpc => {
+        match self.shape {
+            Shape::Api => {
                 self.out.push(b'{');
                 for (i, (k, v)) in entries.iter().enumerate() {
                     if i > 0 {
@@ -179,7 +201,7 @@ impl Writer {
                 }
                 self.out.push(b'}');
             }
-            Family::Rest => {
+            Shape::Rest => {
                 self.out.push(b'[');
                 for (i, (k, v)) in entries.iter().enumerate() {
                     if i > 0 {
@@ -233,15 +255,15 @@ impl Writer {
 
     /// A std error of kind `error` carrying one message, in the family's error shape.
     fn std_error(&mut self, m: &Message) {
-        match self.family {
-            Family::Rest => {
+        match self.shape {
+            Shape::Rest => {
                 self.raw(
                     "{\"type\":\"com.vmware.vapi.std.errors.error\",\"value\":{\"messages\":[",
                 );
                 self.message(m);
                 self.raw("]}}");
             }
-            Family::Api | Family::JsonRpc => {
+            Shape::Api => {
                 self.raw("{\"error_type\":\"ERROR\",\"messages\":[");
                 self.message(m);
                 self.raw("]}");
@@ -264,7 +286,7 @@ impl Writer {
                 }
                 self.out.push(b']');
             }
-            Data::Struct(fields) => {
+            Data::Struct { fields, .. } => {
                 self.out.push(b'{');
                 let mut first = true;
                 for (name, value) in fields {
@@ -343,8 +365,8 @@ impl Writer {
         tasks: impl IntoIterator<Item = (&'a str, Info<'a>)>,
         exclude_result: bool,
     ) {
-        match self.family {
-            Family::Rest => {
+        match self.shape {
+            Shape::Rest => {
                 self.raw("{\"value\":[");
                 for (i, (id, info)) in tasks.into_iter().enumerate() {
                     if i > 0 {
@@ -358,7 +380,7 @@ impl Writer {
                 }
                 self.raw("]}");
             }
-            Family::Api | Family::JsonRpc => {
+            Shape::Api => {
                 self.out.push(b'{');
                 for (i, (id, info)) in tasks.into_iter().enumerate() {
                     if i > 0 {
@@ -375,13 +397,13 @@ impl Writer {
 
     /// A single value, wrapped as `{"value":...}` in `/rest` and bare in `/api`.
     pub(crate) fn wrapped(&mut self, inner: impl FnOnce(&mut Self)) {
-        match self.family {
-            Family::Rest => {
+        match self.shape {
+            Shape::Rest => {
                 self.raw("{\"value\":");
                 inner(self);
                 self.out.push(b'}');
             }
-            Family::Api | Family::JsonRpc => inner(self),
+            Shape::Api => inner(self),
         }
     }
 
@@ -471,13 +493,13 @@ mod tests {
     #[test]
     fn messages_render_params_per_family() {
         let m = msg_with_params();
-        let mut w = Writer::new(Family::Api);
+        let mut w = Writer::new(Shape::Api);
         w.message(&m);
         assert_eq!(
             w.finish(),
             r#"{"args":["x"],"default_message":"Hi","id":"a.b","params":{"n":{"i":3},"s":{"s":"v"}}}"#
         );
-        let mut w = Writer::new(Family::Rest);
+        let mut w = Writer::new(Shape::Rest);
         w.message(&m);
         assert_eq!(
             w.finish(),
@@ -487,23 +509,29 @@ mod tests {
 
     #[test]
     fn nested_maps_are_converted_in_rest_only() {
-        let d = Data::Struct(vec![(
-            "hosts",
-            Data::Map(vec![(
-                "host-1".into(),
-                Data::Struct(vec![
-                    ("notes", Data::Map(vec![("k".into(), Data::Int(1))])),
-                    ("ok", Data::Bool(true)),
-                ]),
-            )]),
-        )]);
-        let mut w = Writer::new(Family::Api);
+        let d = Data::Struct {
+            name: "x.result".into(),
+            fields: vec![(
+                "hosts",
+                Data::Map(vec![(
+                    "host-1".into(),
+                    Data::Struct {
+                        name: "x.host".into(),
+                        fields: vec![
+                            ("notes", Data::Map(vec![("k".into(), Data::Int(1))])),
+                            ("ok", Data::Bool(true)),
+                        ],
+                    },
+                )]),
+            )],
+        };
+        let mut w = Writer::new(Shape::Api);
         w.data(&d);
         assert_eq!(
             w.finish(),
             r#"{"hosts":{"host-1":{"notes":{"k":1},"ok":true}}}"#
         );
-        let mut w = Writer::new(Family::Rest);
+        let mut w = Writer::new(Shape::Rest);
         w.data(&d);
         assert_eq!(
             w.finish(),

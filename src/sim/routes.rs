@@ -1,14 +1,21 @@
-//! Request routing and handling: the vCenter endpoints and the `/_sim/` control API.
+//! Request routing and handling: the vCenter endpoints of the two REST families, the
+//! dispatch of JSON-RPC calls to `super::jsonrpc`, and the `/_sim/` control API.
 //!
-//! Every request under `/rest` or `/api` is counted, then faults are applied, then
-//! it is answered in its family's shape. Routing decisions, chosen to match the
-//! vAPI REST dispatcher, which routes on method and path together:
+//! Requests are told apart with [`Family::of_request`]: `POST /api` with no query is
+//! a JSON-RPC call; anything else under `/rest` or `/api` is a REST-family request.
+//! Every vCenter request is counted, then faults are applied ([`faulted`], shared by
+//! all three protocols), then it is answered in its protocol's shape. Routing
+//! decisions, chosen to match the vAPI REST dispatcher, which routes on method and
+//! path together:
 //!
 //! * an unknown path, or a known path with a method it does not serve, is an
 //!   unknown operation: 404 `not_found` in the family's shape (not 405);
 //! * `POST /api/cis/tasks` without `action=list` is likewise 404;
 //! * the session is checked before the input, so a bad session is 401 even when
 //!   the filter is also wrong;
+//! * Get Task takes the get spec (`exclude_result`, `return_all`) as query
+//!   parameters (`spec.`-prefixed in `/rest`) or, in `/rest`, as a JSON body
+//!   `{"spec":{..}}`, as the SDK sends it;
 //! * request bodies over the limit are 400 `invalid_argument` (read up to the limit
 //!   and no further); paths outside `/rest`, `/api` and `/_sim` get a plain-text 404.
 //!
@@ -16,12 +23,14 @@
 
 use super::data::{Clock, TaskSet};
 use super::faults::{Action, FaultState, Faults, SimBody, HTTP500_BODY};
-use super::model::{iso8601, FlatValue, Millis, Writer};
+use super::jsonrpc;
+use super::model::{iso8601, FlatValue, Millis, Shape, Writer};
 use super::query;
 use super::sessions::{self, Session, Sessions, UserSpec};
 use super::stats::{Counters, Endpoint, FaultKind, Stats};
 use crate::protocol::error::{ErrorKind, VapiError};
 use crate::protocol::filter::{self, Limits};
+use crate::protocol::get_task::GetTask;
 use crate::protocol::{api, rest, Family, JSON, SESSION_HEADER};
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
@@ -29,6 +38,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -46,7 +56,10 @@ pub(crate) struct SimState {
     /// they were rendered at. While simulated time stands still (`--static`) a
     /// repeated question costs a lookup: a real vCenter's CPU is not the proxy's,
     /// and benchmarks running simulators in the proxy's process must not charge the
-    /// simulators' JSON rendering to the proxy.
+    /// simulators' JSON rendering to the proxy. The request key starts with the
+    /// family ([`filter::ListRequest::key`]), so each protocol's answers are kept
+    /// apart; a JSON-RPC entry is the call's `output` value, which each answer wraps
+    /// with its own request id.
     pub(crate) answers: AnswerMemo,
     /// Becomes `true` at shutdown; hanging requests wait for it.
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -78,7 +91,7 @@ impl SimState {
     /// Every task at the current simulated time, as an `/api` map.
     pub(crate) fn tasks_api_json(&self) -> Bytes {
         let now = self.clock.now();
-        let mut w = Writer::new(Family::Api);
+        let mut w = Writer::new(Shape::Api);
         w.task_map(
             self.tasks
                 .tasks
@@ -105,8 +118,10 @@ pub(crate) async fn handle(
     if path == "/_sim" || path.starts_with("/_sim/") {
         return Ok(control(&state, &path, req).await);
     }
-    match Family::of_path(&path) {
-        Some(family) => vcenter(state, family, path, req).await,
+    match Family::of_request(req.method(), &path, req.uri().query()) {
+        Some(Family::Rest) => vcenter(state, Shape::Rest, path, req).await,
+        Some(Family::Api) => vcenter(state, Shape::Api, path, req).await,
+        Some(Family::JsonRpc) => jsonrpc::serve(state, req).await,
         None => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
     }
 }
@@ -136,7 +151,7 @@ impl Route {
     }
 }
 
-fn route(family: Family, method: &Method, path: &str, query: Option<&str>) -> Route {
+fn route(shape: Shape, method: &Method, path: &str, query: Option<&str>) -> Route {
     // Get Task: the tasks path, a slash, and one segment.
     let task_id = |tasks: &str| {
         path.strip_prefix(tasks)
@@ -144,8 +159,8 @@ fn route(family: Family, method: &Method, path: &str, query: Option<&str>) -> Ro
             .filter(|id| !id.is_empty() && !id.contains('/'))
             .map(str::to_owned)
     };
-    match family {
-        Family::Rest => match (method, path) {
+    match shape {
+        Shape::Rest => match (method, path) {
             (&Method::POST, rest::SESSION_PATH) => match query_param(query, "~action").as_deref() {
                 None => Route::Login,
                 Some("get") => Route::WhoAmI,
@@ -156,7 +171,7 @@ fn route(family: Family, method: &Method, path: &str, query: Option<&str>) -> Ro
             (&Method::GET, _) => task_id(rest::TASKS_PATH).map_or(Route::NotFound, Route::Get),
             _ => Route::NotFound,
         },
-        Family::Api => match (method, path) {
+        Shape::Api => match (method, path) {
             (&Method::POST, api::SESSION_PATH) => Route::Login,
             (&Method::GET, api::SESSION_PATH) => Route::WhoAmI,
             (&Method::DELETE, api::SESSION_PATH) => Route::Logout,
@@ -170,19 +185,38 @@ fn route(family: Family, method: &Method, path: &str, query: Option<&str>) -> Ro
             (&Method::GET, _) => task_id(api::TASKS_PATH).map_or(Route::NotFound, Route::Get),
             _ => Route::NotFound,
         },
-        Family::JsonRpc => Route::NotFound,
     }
 }
 
-/// A vCenter API request: count, fault, answer.
+/// A REST-family request: count, fault, answer.
 async fn vcenter(
     state: Arc<SimState>,
-    family: Family,
+    shape: Shape,
     path: String,
     req: Request<Incoming>,
 ) -> Result<Response<SimBody>, Hangup> {
-    let route = route(family, req.method(), &path, req.uri().query());
-    let endpoint = route.endpoint();
+    let family = shape.family();
+    let route = route(shape, req.method(), &path, req.uri().query());
+    faulted(
+        &state,
+        family,
+        route.endpoint(),
+        |e| vapi_error(family, e),
+        answer(&state, shape, route, req),
+    )
+    .await
+}
+
+/// Counts a request to `endpoint` in `family`, applies the faults in force, and
+/// unless one of them answers, answers with `answer` (which only runs then).
+/// `unavailable` renders the `service_unavailable` error in the protocol's shape.
+pub(super) async fn faulted(
+    state: &SimState,
+    family: Family,
+    endpoint: Endpoint,
+    unavailable: impl FnOnce(&VapiError) -> Response<SimBody>,
+    answer: impl Future<Output = Response<SimBody>>,
+) -> Result<Response<SimBody>, Hangup> {
     let _in_flight = state.counters.begin(endpoint, family);
     let (delay, action) = state.faults.plan(endpoint);
     if !delay.is_zero() {
@@ -204,7 +238,7 @@ async fn vcenter(
                 "com.vmware.vapi.endpoint.serviceUnavailable",
                 "The service is temporarily unavailable. Try again later.",
             );
-            return Ok(vapi_error(family, &e));
+            return Ok(unavailable(&e));
         }
         Action::Http500 => {
             state.counters.fault(FaultKind::Http500);
@@ -218,7 +252,7 @@ async fn vcenter(
         }
         Action::Proceed { truncate } => truncate,
     };
-    let resp = answer(&state, family, route, req).await;
+    let resp = answer.await;
     let status = resp.status();
     tracing::debug!(%endpoint, %family, status = status.as_u16(), truncate, "answered");
     if truncate {
@@ -239,10 +273,11 @@ async fn vcenter(
 
 async fn answer(
     state: &SimState,
-    family: Family,
+    shape: Shape,
     route: Route,
     req: Request<Incoming>,
 ) -> Response<SimBody> {
+    let family = shape.family();
     if route == Route::NotFound {
         let e = VapiError::new(
             ErrorKind::NotFound,
@@ -256,22 +291,22 @@ async fn answer(
         Ok(b) => b,
         Err(e) => return vapi_error(family, &e),
     };
+    let query = parts.uri.query();
     let result = match route {
-        Route::Login => login(state, family, &parts.headers),
-        Route::WhoAmI => session(state, &parts.headers).map(|(_, s)| who_am_i(state, family, &s)),
+        Route::Login => login(state, shape, &parts.headers),
+        Route::WhoAmI => session(state, &parts.headers).map(|(_, s)| who_am_i(state, shape, &s)),
         Route::Logout => logout(state, family, &parts.headers),
         Route::List => session(state, &parts.headers)
-            .and_then(|(user, _)| list(state, family, user, parts.uri.query(), &body)),
-        Route::Get(raw) => {
-            session(state, &parts.headers).and_then(|(user, _)| get(state, family, user, &raw))
-        }
+            .and_then(|(user, _)| list(state, shape, user, query, &body)),
+        Route::Get(raw) => session(state, &parts.headers)
+            .and_then(|(user, _)| get(state, shape, user, &raw, query, &body)),
         Route::NotFound => Err(VapiError::not_found("Not found.")),
     };
     result.unwrap_or_else(|e| vapi_error(family, &e))
 }
 
 /// Reads a request body of at most `limit` bytes.
-async fn read_body(
+pub(super) async fn read_body(
     body: Incoming,
     headers: &http::HeaderMap,
     limit: usize,
@@ -302,10 +337,17 @@ fn session<'s>(
     state: &'s SimState,
     headers: &http::HeaderMap,
 ) -> Result<(&'s UserSpec, Session), VapiError> {
-    let id = headers
-        .get(SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(VapiError::unauthenticated)?;
+    let id = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok());
+    session_by_id(state, id)
+}
+
+/// Session `id` (refreshed) and its user; `unauthenticated` when there is no id,
+/// or it names no open session.
+pub(super) fn session_by_id<'s>(
+    state: &'s SimState,
+    id: Option<&str>,
+) -> Result<(&'s UserSpec, Session), VapiError> {
+    let id = id.ok_or_else(VapiError::unauthenticated)?;
     let s = state
         .sessions
         .touch(id.trim())
@@ -319,9 +361,10 @@ fn session<'s>(
 
 fn login(
     state: &SimState,
-    family: Family,
+    shape: Shape,
     headers: &http::HeaderMap,
 ) -> Result<Response<SimBody>, VapiError> {
+    let family = shape.family();
     let (name, password) =
         crate::auth::basic_auth::decode(headers.get(http::header::AUTHORIZATION))
             .ok_or_else(VapiError::unauthenticated)?;
@@ -333,14 +376,14 @@ fn login(
         VapiError::service_unavailable("No randomness available to create a session.")
     })?;
     tracing::info!(user = %name, %family, "session created");
-    let mut w = Writer::new(family);
+    let mut w = Writer::new(shape);
     w.wrapped(|w| w.string(&id));
     Ok(json(family.login_status(), w.finish()))
 }
 
-fn who_am_i(state: &SimState, family: Family, s: &Session) -> Response<SimBody> {
+fn who_am_i(state: &SimState, shape: Shape, s: &Session) -> Response<SimBody> {
     let name = state.users.get(s.user).map_or("", |u| u.name.as_str());
-    let mut w = Writer::new(family);
+    let mut w = Writer::new(shape);
     w.wrapped(|w| {
         w.flat_struct(&[
             ("created_time", FlatValue::Time(s.created_ms)),
@@ -371,12 +414,12 @@ fn logout(
 
 fn list(
     state: &SimState,
-    family: Family,
+    shape: Shape,
     user: &UserSpec,
     query: Option<&str>,
     body: &[u8],
 ) -> Result<Response<SimBody>, VapiError> {
-    let request = filter::ListRequest::parse(family, query, body, &state.limits)?;
+    let request = filter::ListRequest::parse(shape.family(), query, body, &state.limits)?;
     let q = &request.query;
     let now = state.clock.now();
     let memo_key = (user.name.clone(), request.key());
@@ -386,7 +429,7 @@ fn list(
         }
     }
     let found = query::list(&state.tasks, now, user, q)?;
-    let mut w = Writer::new(family);
+    let mut w = Writer::new(shape);
     w.task_map(
         found.iter().map(|t| (t.id.as_str(), t.info_at(now))),
         q.result.exclude_result == Some(true),
@@ -396,32 +439,57 @@ fn list(
     Ok(json(StatusCode::OK, body))
 }
 
+/// Get Task: `raw_id` is the path segment; the get spec comes from the query or,
+/// in `/rest`, the body.
 fn get(
     state: &SimState,
-    family: Family,
+    shape: Shape,
     user: &UserSpec,
     raw_id: &str,
+    query: Option<&str>,
+    body: &[u8],
 ) -> Result<Response<SimBody>, VapiError> {
-    let not_found = || {
-        VapiError::new(
-            ErrorKind::NotFound,
-            "com.vmware.cis.task.not_found",
-            format!("The task {} was not found.", shorten(raw_id)),
-        )
+    // An id that does not decode names no task; checked before the options.
+    let id = percent_decode(raw_id).ok_or_else(|| task_not_found(raw_id))?;
+    let q = match shape {
+        Shape::Rest => GetTask::parse_rest(raw_id, query, body, &state.limits)?,
+        Shape::Api => GetTask::parse_api(raw_id, query)?,
     };
-    let id = percent_decode(raw_id).ok_or_else(not_found)?;
-    let task = state
-        .tasks
-        .get(&id)
-        .filter(|t| user.may_see(t.service))
-        .ok_or_else(not_found)?;
-    let mut w = Writer::new(family);
-    w.wrapped(|w| w.info(&task.info_at(state.clock.now()), false));
+    let task = visible_task(state, user, &id)?;
+    let mut w = Writer::new(shape);
+    w.wrapped(|w| {
+        w.info(
+            &task.info_at(state.clock.now()),
+            q.spec.exclude_result == Some(true),
+        )
+    });
     Ok(json(StatusCode::OK, w.finish()))
 }
 
+/// Task `id`, if it exists and `user` may see it; otherwise `not_found`, in every
+/// protocol.
+pub(super) fn visible_task<'s>(
+    state: &'s SimState,
+    user: &UserSpec,
+    id: &str,
+) -> Result<&'s super::data::TaskPlan, VapiError> {
+    state
+        .tasks
+        .get(id)
+        .filter(|t| user.may_see(t.service))
+        .ok_or_else(|| task_not_found(id))
+}
+
+fn task_not_found(id: &str) -> VapiError {
+    VapiError::new(
+        ErrorKind::NotFound,
+        "com.vmware.cis.task.not_found",
+        format!("The task {} was not found.", shorten(id)),
+    )
+}
+
 /// Client text quoted in a message, kept short.
-fn shorten(s: &str) -> &str {
+pub(super) fn shorten(s: &str) -> &str {
     let mut end = s.len().min(120);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -472,7 +540,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
-fn json(status: StatusCode, body: Bytes) -> Response<SimBody> {
+pub(super) fn json(status: StatusCode, body: Bytes) -> Response<SimBody> {
     let mut resp = Response::new(SimBody::full(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(CONTENT_TYPE, JSON);
@@ -574,7 +642,7 @@ mod tests {
     #[test]
     fn routes() {
         let r = |f, m: Method, p: &str, q: Option<&str>| route(f, &m, p, q);
-        use Family::{Api, Rest};
+        use Shape::{Api, Rest};
         assert_eq!(
             r(Rest, Method::POST, "/rest/com/vmware/cis/session", None),
             Route::Login
