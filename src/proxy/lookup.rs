@@ -57,6 +57,7 @@ impl Lookup {
         };
         let mut failures = Vec::new();
         if let Some(owner) = self.owners.owner(&ask.task).filter(|i| served.contains(i)) {
+            self.fanout.metrics().task_lookup("owner");
             match self.ask_one(&principal, owner, ask).await {
                 Ok(answer) => return answer,
                 Err(f) if f.status() == StatusCode::NOT_FOUND => {
@@ -66,6 +67,7 @@ impl Lookup {
                 Err(f) => return f.into_answer(family),
             }
         }
+        self.fanout.metrics().task_lookup("all");
         let mut pending = JoinSet::new();
         for &i in served
             .iter()

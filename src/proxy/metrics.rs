@@ -39,6 +39,12 @@ pub struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `owner`: asked of the vCenter a list showed it on; `all`: asked of every one.
+    pub asked: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamErrorLabels {
     pub vcenter: String,
     pub kind: &'static str,
@@ -62,6 +68,7 @@ pub struct Metrics {
     pub backend_logins: Family<VcenterLabels, Counter>,
     pub client_sessions: Gauge,
     pub duplicate_tasks: Counter<u64, AtomicU64>,
+    pub task_lookups: Family<LookupLabels, Counter>,
 }
 
 use std::sync::atomic::AtomicI64;
@@ -149,6 +156,12 @@ impl Metrics {
             "Task ids reported by more than one vCenter in one merge (first vCenter kept)",
             duplicate_tasks.clone(),
         );
+        let task_lookups = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "task_lookups",
+            "Get Task fetches, by whom they asked: the task's vCenter (owner) or every vCenter (all)",
+            task_lookups.clone(),
+        );
         let outcome_counters = [
             Outcome::Hit,
             Outcome::Miss,
@@ -177,7 +190,15 @@ impl Metrics {
             backend_logins,
             client_sessions,
             duplicate_tasks,
+            task_lookups,
         }
+    }
+
+    /// One Get Task fetch asked `asked` (`owner` or `all`).
+    pub fn task_lookup(&self, asked: &'static str) {
+        self.task_lookups
+            .get_or_create(&LookupLabels { asked })
+            .inc();
     }
 
     pub fn request(&self, route: &'static str, status: u16) {
