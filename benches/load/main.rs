@@ -53,6 +53,7 @@ mod session_churn;
 mod shared;
 mod stats;
 mod table;
+mod task_waiters;
 mod wrk_nginx;
 
 use process::{proxy_child, runtime, sims_child, HIT_CHILD, PROXY_CHILD, SIMS_CHILD};
@@ -158,6 +159,10 @@ fn main() {
     if wanted("load") {
         eprintln!("== load reduction");
         rows.extend(rt.block_on(load_reduction::load_reduction(&settings)));
+    }
+    if wanted("waiters") {
+        eprintln!("== task waiters");
+        rows.extend(rt.block_on(task_waiters::task_waiters(&settings)));
     }
     if wanted("churn") {
         eprintln!("== session churn");
