@@ -1,7 +1,8 @@
 //! Fault injection: how an unhealthy vCenter misbehaves.
 //!
 //! The proxy must survive a slow vCenter (latency and jitter), one whose services
-//! are down (503 `service_unavailable` in vAPI's shape), one whose front end fails
+//! are down (`service_unavailable` in vAPI's shape: 503 in the REST families, a
+//! `result.error` on HTTP 200 in JSON-RPC), one whose front end fails
 //! with a non-JSON 500 page (as vCenter's reverse proxy does), one that accepts a
 //! request and never answers, and one whose connection dies mid-body. Each is a
 //! fraction of requests (1 = every request), optionally limited to some endpoints,
@@ -31,7 +32,8 @@ pub struct Faults {
     /// A uniformly random extra delay in `[0, jitter]`, on top of `latency`.
     #[serde(with = "humantime_serde")]
     pub jitter: Duration,
-    /// Fraction answered 503 `service_unavailable` (vAPI body, request's family).
+    /// Fraction answered `service_unavailable` in the request's protocol: 503 with
+    /// a vAPI body in `/rest` and `/api`, HTTP 200 with a `result.error` in JSON-RPC.
     pub error_rate: f64,
     /// Fraction answered 500 with an HTML (non-JSON) body.
     pub http500_rate: f64,

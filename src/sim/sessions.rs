@@ -1,4 +1,6 @@
-//! Users, HTTP Basic log-in and `vmware-api-session-id` sessions.
+//! Users, log-in (HTTP Basic in the REST families, `user_pass` credentials in a
+//! JSON-RPC body) and sessions: one store for all three protocols, named by the
+//! `vmware-api-session-id` header or a JSON-RPC call's `securityCtx.sessionId`.
 //!
 //! Sessions are what a proxy must not multiply (vCenter caps them), so the store
 //! counts exactly how many were opened and how many are open, and expires them

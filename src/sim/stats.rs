@@ -15,20 +15,28 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A vCenter API operation the simulator serves, named after its vAPI operation.
+/// JSON-RPC calls (`POST /api`) count under the operation they invoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
-    /// Log in: `POST /rest/com/vmware/cis/session`, `POST /api/session`.
+    /// Log in: `POST /rest/com/vmware/cis/session`, `POST /api/session`, JSON-RPC
+    /// `com.vmware.cis.session` `create`.
     SessionCreate,
-    /// Who am I: `POST /rest/com/vmware/cis/session?~action=get`, `GET /api/session`.
+    /// Who am I: `POST /rest/com/vmware/cis/session?~action=get`, `GET /api/session`,
+    /// JSON-RPC `com.vmware.cis.session` `get`.
     SessionGet,
-    /// Log out: `DELETE` on either session path.
+    /// Log out: `DELETE` on either session path, JSON-RPC `com.vmware.cis.session`
+    /// `delete`.
     SessionDelete,
-    /// List Tasks: `GET /rest/cis/tasks`, `POST /api/cis/tasks?action=list`.
+    /// List Tasks: `GET /rest/cis/tasks`, `POST /api/cis/tasks?action=list`, JSON-RPC
+    /// `com.vmware.cis.tasks` `list`.
     TasksList,
-    /// Get one task: `GET /rest/cis/tasks/{task}`, `GET /api/cis/tasks/{task}`.
+    /// Get one task: `GET /rest/cis/tasks/{task}`, `GET /api/cis/tasks/{task}`,
+    /// JSON-RPC `com.vmware.cis.tasks` `get`.
     TasksGet,
-    /// Anything else under `/rest` or `/api` (answered 404 `not_found`).
+    /// Anything else under `/rest` or `/api` (answered 404 `not_found`), and
+    /// JSON-RPC requests that invoke no operation the simulator serves (answered
+    /// `operation_not_found`, or a JSON-RPC protocol error).
     Other,
 }
 
@@ -91,7 +99,7 @@ pub struct FamilyCounts {
 /// How many times each fault was injected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultCounts {
-    /// 503 `service_unavailable` answers.
+    /// `service_unavailable` answers (503, or a JSON-RPC `result.error`).
     pub unavailable: u64,
     /// 500 answers with a non-JSON body.
     pub http500: u64,

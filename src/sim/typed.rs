@@ -48,7 +48,7 @@ pub(crate) fn info(out: &mut Vec<u8>, info: &Info<'_>, exclude_result: bool) {
     out.extend_from_slice(b",\"operation\":");
     write_json_str(out, info.operation);
     out.extend_from_slice(b",\"parent\":");
-    optional(out, info.parent, |out, p| write_json_str(out, p));
+    optional(out, info.parent, write_json_str);
     out.extend_from_slice(b",\"target\":");
     optional(out, info.target, target);
     out.extend_from_slice(b",\"status\":");
@@ -62,7 +62,7 @@ pub(crate) fn info(out: &mut Vec<u8>, info: &Info<'_>, exclude_result: bool) {
     out.extend_from_slice(b",\"end_time\":");
     optional(out, info.end_time, time);
     out.extend_from_slice(b",\"user\":");
-    optional(out, info.user, |out, u| write_json_str(out, u));
+    optional(out, info.user, write_json_str);
     out.extend_from_slice(b"}}}");
 }
 
