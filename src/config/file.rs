@@ -89,6 +89,7 @@ impl Default for FileAuth {
 pub(super) enum FileFamily {
     Rest,
     Api,
+    Jsonrpc,
 }
 
 impl From<FileFamily> for Family {
@@ -96,6 +97,7 @@ impl From<FileFamily> for Family {
         match f {
             FileFamily::Rest => Family::Rest,
             FileFamily::Api => Family::Api,
+            FileFamily::Jsonrpc => Family::JsonRpc,
         }
     }
 }
@@ -164,7 +166,7 @@ fn default_request_timeout() -> Duration {
     DEFAULT_REQUEST_TIMEOUT
 }
 fn default_families() -> Vec<FileFamily> {
-    vec![FileFamily::Rest, FileFamily::Api]
+    vec![FileFamily::Rest, FileFamily::Api, FileFamily::Jsonrpc]
 }
 fn default_max_idle_connections() -> usize {
     DEFAULT_MAX_IDLE_CONNECTIONS

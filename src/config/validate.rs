@@ -385,13 +385,15 @@ fn validate_vcenter(at: &str, file: FileVcenter, paths: Paths) -> Result<Vcenter
     };
     require_positive(&key("connect_timeout"), file.connect_timeout)?;
     require_positive(&key("request_timeout"), file.request_timeout)?;
-    if file.families.is_empty() {
+    let families: Vec<Family> = file.families.iter().map(|&f| Family::from(f)).collect();
+    // Sessions are made through a REST family's session service, whatever the
+    // client speaks.
+    if !families.iter().any(|f| f.logs_in()) {
         return Err(invalid(
             key("families"),
-            "must list at least one of \"rest\" and \"api\"",
+            "must list at least one of \"rest\" and \"api\" (sessions are made through them)",
         ));
     }
-    let families: Vec<Family> = file.families.iter().map(|&f| Family::from(f)).collect();
     for (i, family) in families.iter().enumerate() {
         if families[..i].contains(family) {
             return Err(invalid(

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use super::error::VapiError;
+use super::get_task::task_segment;
 use super::json::write_json_str;
 use super::rest::has_param;
 use super::Operation;
@@ -25,6 +26,7 @@ pub(crate) fn operation(method: &Method, path: &str, query: Option<&str>) -> Opt
         (&Method::GET, SESSION_PATH) => Some(Operation::WhoAmI),
         (&Method::DELETE, SESSION_PATH) => Some(Operation::Logout),
         (&Method::POST, TASKS_PATH) if has_param(query, LIST_QUERY) => Some(Operation::ListTasks),
+        (&Method::GET, _) if task_segment(TASKS_PATH, path).is_some() => Some(Operation::GetTask),
         _ => None,
     }
 }

@@ -6,6 +6,8 @@
 //!
 //! * `/rest`: `{"type":"com.vmware.vapi.std.errors.<name>","value":{"messages":[...]}}`
 //! * `/api`:  `{"error_type":"<NAME>","messages":[...]}`
+//! * JSON-RPC: `{"ERROR":{"com.vmware.vapi.std.errors.<name>":{"messages":[...],..}}}`,
+//!   the value of the envelope's `result.error`
 //!
 //! Errors that a vCenter answered are never re-rendered: their bytes pass through.
 
@@ -27,6 +29,9 @@ pub enum ErrorKind {
     ServiceUnavailable,
     /// `com.vmware.vapi.std.errors.error`: the catch-all for internal failures.
     Error,
+    /// An operation the server does not have: what a vAPI server answers a JSON-RPC
+    /// call to a service or operation it does not serve.
+    OperationNotFound,
 }
 
 impl ErrorKind {
@@ -40,6 +45,7 @@ impl ErrorKind {
             ErrorKind::ResourceInaccessible => "resource_inaccessible",
             ErrorKind::ServiceUnavailable => "service_unavailable",
             ErrorKind::Error => "error",
+            ErrorKind::OperationNotFound => "operation_not_found",
         }
     }
 
@@ -53,6 +59,7 @@ impl ErrorKind {
             ErrorKind::ResourceInaccessible => "RESOURCE_INACCESSIBLE",
             ErrorKind::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorKind::Error => "ERROR",
+            ErrorKind::OperationNotFound => "OPERATION_NOT_FOUND",
         }
     }
 
@@ -70,7 +77,25 @@ impl ErrorKind {
             ErrorKind::ResourceInaccessible => StatusCode::NOT_FOUND,
             ErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Error => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::OperationNotFound => StatusCode::NOT_FOUND,
         }
+    }
+
+    /// Every kind, for tests and lookups by name.
+    pub const ALL: [ErrorKind; 8] = [
+        ErrorKind::InvalidArgument,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Unauthorized,
+        ErrorKind::NotFound,
+        ErrorKind::ResourceInaccessible,
+        ErrorKind::ServiceUnavailable,
+        ErrorKind::Error,
+        ErrorKind::OperationNotFound,
+    ];
+
+    /// The kind whose `/rest` suffix is `name`, if the proxy knows it.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -132,7 +157,7 @@ impl VapiError {
         family.error_body(self)
     }
 
-    /// The `messages` array both shapes share: one message with its id.
+    /// The `messages` array the REST shapes share: one message with its id.
     pub(super) fn write_messages(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"[{\"args\":[],\"default_message\":");
         write_json_str(out, &self.message);
@@ -175,15 +200,7 @@ mod tests {
 
     #[test]
     fn every_kind_renders_valid_json_in_both_families() {
-        for kind in [
-            ErrorKind::InvalidArgument,
-            ErrorKind::Unauthenticated,
-            ErrorKind::Unauthorized,
-            ErrorKind::NotFound,
-            ErrorKind::ResourceInaccessible,
-            ErrorKind::ServiceUnavailable,
-            ErrorKind::Error,
-        ] {
+        for kind in ErrorKind::ALL {
             let e = VapiError::new(kind, "x.y", "quote \" and \\ and \u{1}");
             let rest: serde_json::Value = serde_json::from_slice(&e.render(Family::Rest)).unwrap();
             assert_eq!(

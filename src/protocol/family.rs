@@ -1,30 +1,47 @@
 //! Which wire protocol a request speaks, and what differs between them.
 //!
 //! Every difference between the protocols is asked of [`Family`] here and answered
-//! by the protocol's own module ([`super::rest`], [`super::api`]); the rest of the
-//! proxy never matches on a path or a body shape itself. A new protocol is a new
-//! module beside those two and a new variant.
+//! by the protocol's own module ([`super::rest`], [`super::api`],
+//! [`super::jsonrpc`]); the rest of the proxy never matches on a path or a body
+//! shape itself. A new protocol is a new module beside those and a new variant.
+//!
+//! For JSON-RPC a "body" here is an answer *value* (`result.output`, or the error
+//! value of `result.error`); the front end wraps it per request with the request's
+//! id, so values are what the cache stores and the merge produces.
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::fmt;
 
 use super::error::VapiError;
-use super::{api, rest, Operation};
+use super::{api, jsonrpc, rest, Operation};
 
-/// Which of vCenter's two URL families a request uses. Bodies of the two families
-/// differ (wrapping, map encoding, error shape), so every response is rendered in the
-/// family of the request it answers.
+/// Which of vCenter's protocols a request speaks. Bodies differ (wrapping, map
+/// encoding, typed values, error shape), so every response is rendered in the
+/// protocol of the request it answers, and each is forwarded in its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
     /// `/rest/...` (vSphere 6.5 and later): wrapped values, maps as key/value arrays.
     Rest,
     /// `/api/...` (vSphere 7.0 U2 and later): bare values, maps as JSON objects.
     Api,
+    /// vAPI JSON-RPC 2.0 on `POST /api`: typed values, maps as map entries, every
+    /// answer HTTP 200 (the official SDKs' default).
+    JsonRpc,
 }
 
 impl Family {
-    /// Which family a request path belongs to, if any.
+    /// Which protocol a request speaks, if any: JSON-RPC is a `POST` on exactly
+    /// `/api` with no query; otherwise the path's family.
+    pub fn of_request(method: &Method, path: &str, query: Option<&str>) -> Option<Family> {
+        if method == Method::POST && path == jsonrpc::PATH && query.is_none() {
+            Some(Family::JsonRpc)
+        } else {
+            Family::of_path(path)
+        }
+    }
+
+    /// Which URL family a request path belongs to, if any.
     pub fn of_path(path: &str) -> Option<Family> {
         if path == "/rest" || path.starts_with("/rest/") {
             Some(Family::Rest)
@@ -35,15 +52,23 @@ impl Family {
         }
     }
 
-    /// `"rest"` or `"api"`, for logs and metric labels.
+    /// `"rest"`, `"api"` or `"jsonrpc"`, for logs, metric labels and configuration.
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Rest => "rest",
             Family::Api => "api",
+            Family::JsonRpc => "jsonrpc",
         }
     }
 
-    /// The operation a request in this family asks for, if the proxy serves it.
+    /// Whether sessions can be made in this family (JSON-RPC's are made through
+    /// the REST families' session service: one namespace for all three).
+    pub fn logs_in(self) -> bool {
+        matches!(self, Family::Rest | Family::Api)
+    }
+
+    /// The operation a request in this family asks for, if the proxy serves it
+    /// (JSON-RPC names its operation in the body: [`jsonrpc::operation`]).
     pub(crate) fn operation(
         self,
         method: &Method,
@@ -53,22 +78,24 @@ impl Family {
         match self {
             Family::Rest => rest::operation(method, path, query),
             Family::Api => api::operation(method, path, query),
+            Family::JsonRpc => None,
         }
     }
 
-    /// Where sessions are made (`POST`) and ended (`DELETE`).
+    /// Where sessions are made (`POST`) and ended (`DELETE`) on a vCenter. JSON-RPC
+    /// sessions are `/api`'s.
     pub(crate) fn session_path(self) -> &'static str {
         match self {
             Family::Rest => rest::SESSION_PATH,
-            Family::Api => api::SESSION_PATH,
+            Family::Api | Family::JsonRpc => api::SESSION_PATH,
         }
     }
 
-    /// Who-am-I: the method and the path with its query.
+    /// Who-am-I on a vCenter: the method and the path with its query.
     pub(crate) fn whoami_request(self) -> (Method, &'static str) {
         match self {
             Family::Rest => (Method::POST, rest::WHOAMI),
-            Family::Api => (Method::GET, api::SESSION_PATH),
+            Family::Api | Family::JsonRpc => (Method::GET, api::SESSION_PATH),
         }
     }
 
@@ -77,6 +104,7 @@ impl Family {
         match self {
             Family::Rest => rest::login_answer(id),
             Family::Api => api::login_answer(id),
+            Family::JsonRpc => jsonrpc::login_answer(id),
         }
     }
 
@@ -86,15 +114,17 @@ impl Family {
         match self {
             Family::Rest => rest::session_id(body),
             Family::Api => api::session_id(body),
+            Family::JsonRpc => jsonrpc::session_id(body),
         }
         .filter(|id| !id.is_empty() && http::HeaderValue::from_str(id).is_ok())
     }
 
-    /// A value as this family answers it: wrapped in `/rest`, bare in `/api`.
+    /// A value as this family answers it: wrapped in `/rest`, bare in `/api` and
+    /// JSON-RPC (whose envelope is added per request).
     pub(crate) fn answer_value(self, value: &[u8]) -> Vec<u8> {
         match self {
             Family::Rest => rest::wrap(|out| out.extend_from_slice(value)),
-            Family::Api => value.to_vec(),
+            Family::Api | Family::JsonRpc => value.to_vec(),
         }
     }
 
@@ -103,6 +133,7 @@ impl Family {
         match self {
             Family::Rest => rest::LOGIN_STATUS,
             Family::Api => api::LOGIN_STATUS,
+            Family::JsonRpc => StatusCode::OK,
         }
     }
 
@@ -111,6 +142,7 @@ impl Family {
         match self {
             Family::Rest => rest::LOGOUT_STATUS,
             Family::Api => api::LOGOUT_STATUS,
+            Family::JsonRpc => StatusCode::OK,
         }
     }
 
@@ -119,6 +151,7 @@ impl Family {
         match self {
             Family::Rest => rest::error_body(e),
             Family::Api => api::error_body(e),
+            Family::JsonRpc => jsonrpc::error_body(e),
         }
     }
 }
@@ -194,7 +227,52 @@ mod tests {
         );
         assert_eq!(r(Method::GET, "/api/vcenter/vm", None), None);
         assert_eq!(r(Method::PUT, "/rest/cis/tasks", None), None);
-        assert_eq!(r(Method::GET, "/rest/cis/tasks/abc", None), None);
+        assert_eq!(
+            r(Method::GET, "/rest/cis/tasks/abc", None),
+            Some(Operation::GetTask)
+        );
+        assert_eq!(
+            r(
+                Method::GET,
+                "/api/cis/tasks/abc",
+                Some("exclude_result=true")
+            ),
+            Some(Operation::GetTask)
+        );
+        assert_eq!(r(Method::GET, "/api/cis/tasks/a/b", None), None);
+        // The SDK's REST-mode session paths.
+        assert_eq!(
+            r(Method::POST, "/rest/session", None),
+            Some(Operation::Login)
+        );
+        assert_eq!(
+            r(Method::GET, "/rest/session", None),
+            Some(Operation::WhoAmI)
+        );
+        assert_eq!(
+            r(Method::DELETE, "/rest/session", None),
+            Some(Operation::Logout)
+        );
+    }
+
+    #[test]
+    fn json_rpc_is_a_post_on_exactly_api() {
+        assert_eq!(
+            Family::of_request(&Method::POST, "/api", None),
+            Some(Family::JsonRpc)
+        );
+        assert_eq!(
+            Family::of_request(&Method::POST, "/api", Some("x=1")),
+            Some(Family::Api)
+        );
+        assert_eq!(
+            Family::of_request(&Method::GET, "/api", None),
+            Some(Family::Api)
+        );
+        assert_eq!(
+            Family::of_request(&Method::POST, "/api/session", None),
+            Some(Family::Api)
+        );
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! * [`Family`]: which wire protocol a request speaks; every difference between
 //!   protocols is asked of it and answered by that protocol's module (`rest`,
 //!   `api`): paths, how an operation is recognized, answer and error shapes.
+//! * [`jsonrpc`]: vAPI JSON-RPC 2.0 on `POST /api`, the official SDKs' protocol.
 //! * `error`: the vAPI standard errors the proxy produces itself.
+//! * [`get_task`]: a Get Task question in every protocol, normalized and keyed.
 //! * [`filter`]: a List Tasks question in every client encoding, reduced to one
 //!   canonical model and cache key, and encoded again for a vCenter.
 //! * [`merge`]: several vCenters' List Tasks answers read and merged into one.
@@ -13,7 +15,9 @@ pub(crate) mod api;
 pub(crate) mod error;
 mod family;
 pub mod filter;
+pub mod get_task;
 pub(crate) mod json;
+pub mod jsonrpc;
 pub mod merge;
 pub(crate) mod rest;
 
@@ -35,6 +39,7 @@ pub enum Operation {
     WhoAmI,
     Logout,
     ListTasks,
+    GetTask,
 }
 
 impl Operation {
@@ -45,6 +50,7 @@ impl Operation {
             Operation::WhoAmI => "whoami",
             Operation::Logout => "logout",
             Operation::ListTasks => "list_tasks",
+            Operation::GetTask => "get_task",
         }
     }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 
 use super::error::VapiError;
+use super::get_task::task_segment;
 use super::json::write_json_str;
 use super::Operation;
 
@@ -18,6 +19,10 @@ pub const WHOAMI_QUERY: &str = "~action=get";
 pub const WHOAMI: &str = "/rest/com/vmware/cis/session?~action=get";
 /// List Tasks (`GET`, filter in the query) and, below it, Get Task.
 pub const TASKS_PATH: &str = "/rest/cis/tasks";
+/// Where the official SDK in REST mode makes (`POST`), reads (`GET`) and ends
+/// (`DELETE`) sessions: its metadata's path, not vCenter's documented one. Served
+/// like [`SESSION_PATH`]; vCenters are always asked on the documented path.
+pub const SDK_SESSION_PATH: &str = "/rest/session";
 
 /// Which operation a `/rest` request asks for, as the proxy serves them.
 pub(crate) fn operation(method: &Method, path: &str, query: Option<&str>) -> Option<Operation> {
@@ -26,6 +31,10 @@ pub(crate) fn operation(method: &Method, path: &str, query: Option<&str>) -> Opt
         (&Method::POST, SESSION_PATH) if query.is_none() => Some(Operation::Login),
         (&Method::DELETE, SESSION_PATH) => Some(Operation::Logout),
         (&Method::GET, TASKS_PATH) => Some(Operation::ListTasks),
+        (&Method::POST, SDK_SESSION_PATH) if query.is_none() => Some(Operation::Login),
+        (&Method::GET, SDK_SESSION_PATH) if query.is_none() => Some(Operation::WhoAmI),
+        (&Method::DELETE, SDK_SESSION_PATH) => Some(Operation::Logout),
+        (&Method::GET, _) if task_segment(TASKS_PATH, path).is_some() => Some(Operation::GetTask),
         _ => None,
     }
 }

@@ -167,7 +167,7 @@ impl Writer {
     /// A map in the family's encoding, entries written by `value`.
     fn map<K: AsRef<str>, V>(&mut self, entries: &[(K, V)], mut value: impl FnMut(&mut Self, &V)) {
         match self.family {
-            Family::Api => {
+            Family::Api | Family::JsonRpc => {
                 self.out.push(b'{');
                 for (i, (k, v)) in entries.iter().enumerate() {
                     if i > 0 {
@@ -241,7 +241,7 @@ impl Writer {
                 self.message(m);
                 self.raw("]}}");
             }
-            Family::Api => {
+            Family::Api | Family::JsonRpc => {
                 self.raw("{\"error_type\":\"ERROR\",\"messages\":[");
                 self.message(m);
                 self.raw("]}");
@@ -358,7 +358,7 @@ impl Writer {
                 }
                 self.raw("]}");
             }
-            Family::Api => {
+            Family::Api | Family::JsonRpc => {
                 self.out.push(b'{');
                 for (i, (id, info)) in tasks.into_iter().enumerate() {
                     if i > 0 {
@@ -381,7 +381,7 @@ impl Writer {
                 inner(self);
                 self.out.push(b'}');
             }
-            Family::Api => inner(self),
+            Family::Api | Family::JsonRpc => inner(self),
         }
     }
 

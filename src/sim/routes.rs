@@ -170,6 +170,7 @@ fn route(family: Family, method: &Method, path: &str, query: Option<&str>) -> Ro
             (&Method::GET, _) => task_id(api::TASKS_PATH).map_or(Route::NotFound, Route::Get),
             _ => Route::NotFound,
         },
+        Family::JsonRpc => Route::NotFound,
     }
 }
 

@@ -83,6 +83,9 @@ impl FromStr for Endpoint {
 pub struct FamilyCounts {
     pub rest: u64,
     pub api: u64,
+    /// JSON-RPC calls (`POST /api`), counted by the operation they invoke.
+    #[serde(default)]
+    pub jsonrpc: u64,
 }
 
 /// How many times each fault was injected.
@@ -119,17 +122,23 @@ impl Stats {
         self.requests.get(&endpoint).map_or(0, |c| match family {
             Family::Rest => c.rest,
             Family::Api => c.api,
+            Family::JsonRpc => c.jsonrpc,
         })
     }
 
     /// Requests to `endpoint` in both families.
     pub fn endpoint_total(&self, endpoint: Endpoint) -> u64 {
-        self.requests.get(&endpoint).map_or(0, |c| c.rest + c.api)
+        self.requests
+            .get(&endpoint)
+            .map_or(0, |c| c.rest + c.api + c.jsonrpc)
     }
 
     /// Every vCenter API request received.
     pub fn total_requests(&self) -> u64 {
-        self.requests.values().map(|c| c.rest + c.api).sum()
+        self.requests
+            .values()
+            .map(|c| c.rest + c.api + c.jsonrpc)
+            .sum()
     }
 }
 
@@ -145,7 +154,7 @@ pub(crate) enum FaultKind {
 /// The live counters behind [`Stats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    requests: [[AtomicU64; 2]; 6],
+    requests: [[AtomicU64; 3]; 6],
     in_flight: AtomicU64,
     faults: [AtomicU64; 4],
 }
@@ -154,6 +163,7 @@ fn family_index(f: Family) -> usize {
     match f {
         Family::Rest => 0,
         Family::Api => 1,
+        Family::JsonRpc => 2,
     }
 }
 
@@ -181,6 +191,7 @@ impl Counters {
                     FamilyCounts {
                         rest: load(&c[0]),
                         api: load(&c[1]),
+                        jsonrpc: load(&c[2]),
                     },
                 )
             })

@@ -37,12 +37,21 @@ impl Backend {
     }
 
     /// The family to log in with: the client's when served, so that a refusal
-    /// passes through in the shape the client expects.
+    /// passes through in the shape the client expects; for JSON-RPC clients `/api`
+    /// (the same session service, on the same path) when served.
     pub fn login_family(&self, preferred: Family) -> Family {
+        let preferred = match preferred {
+            Family::JsonRpc => Family::Api,
+            f => f,
+        };
         if self.serves(preferred) {
             preferred
         } else {
-            self.families[0]
+            self.families
+                .iter()
+                .copied()
+                .find(|f| f.logs_in())
+                .unwrap_or(Family::Api)
         }
     }
 }

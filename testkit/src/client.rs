@@ -206,10 +206,11 @@ impl Http {
         self.call(Method::GET, path, &[(SESSION, sid)], None).await
     }
 
+    /// Where `family` makes sessions (JSON-RPC clients share `/api`'s).
     fn session_path(family: Family) -> &'static str {
         match family {
             Family::Rest => "/rest/com/vmware/cis/session",
-            Family::Api => "/api/session",
+            Family::Api | Family::JsonRpc => "/api/session",
         }
     }
 
@@ -241,7 +242,7 @@ impl Http {
         let v: Value = serde_json::from_slice(&r.body).map_err(|e| format!("login: {e}"))?;
         let id = match family {
             Family::Rest => &v["value"],
-            Family::Api => &v,
+            Family::Api | Family::JsonRpc => &v,
         };
         id.as_str()
             .map(str::to_owned)
@@ -294,12 +295,64 @@ impl Http {
         .await
     }
 
-    /// List Tasks in `family`: `rest_query` for `/rest`, `api_body` for `/api`.
+    /// List Tasks in `family`: `rest_query` for `/rest`, `api_body` for `/api` and,
+    /// typed, for JSON-RPC.
     pub async fn list(&self, family: Family, sid: &str, rest_query: &str, api_body: &str) -> Resp {
         match family {
             Family::Rest => self.rest_list(sid, rest_query).await,
             Family::Api => self.api_list(sid, api_body).await,
+            Family::JsonRpc => {
+                let body: Value = serde_json::from_str(api_body).expect("an /api body");
+                self.rpc_list(sid, &body).await
+            }
         }
+    }
+
+    /// A JSON-RPC call (`POST /api`) as the official SDK sends it: `input` is the
+    /// typed operation input, `security` the security context, `id` the request id.
+    pub async fn rpc(
+        &self,
+        service: &str,
+        operation: &str,
+        input: Value,
+        security: Value,
+        id: &str,
+    ) -> Resp {
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "method": "invoke",
+            "params": {"serviceId": service, "operationId": operation, "input": input,
+                       "ctx": {"appCtx": {"opId": "testkit"}, "securityCtx": security}},
+            "id": id,
+        });
+        self.call(
+            Method::POST,
+            "/api",
+            &[
+                ("content-type", "application/json"),
+                ("vapi-service", service),
+                ("vapi-operation", operation),
+            ],
+            Some(body.to_string().as_bytes()),
+        )
+        .await
+    }
+
+    /// The session security context for `sid`.
+    pub fn rpc_session(sid: &str) -> Value {
+        serde_json::json!({"schemeId": "com.vmware.vapi.std.security.session_id", "sessionId": sid})
+    }
+
+    /// JSON-RPC List Tasks with the filter of `/api` body `api_body`, typed as the SDK
+    /// types it (every optional present).
+    pub async fn rpc_list(&self, sid: &str, api_body: &Value) -> Resp {
+        self.rpc(
+            "com.vmware.cis.tasks",
+            "list",
+            crate::typed::list_input(api_body),
+            Self::rpc_session(sid),
+            "0",
+        )
+        .await
     }
 
     /// A `/rest` List Tasks request in any spelling (query string and/or JSON body),

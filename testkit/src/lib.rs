@@ -26,6 +26,7 @@ mod proxy;
 mod queries;
 mod sims;
 mod tls;
+pub mod typed;
 
 pub use client::{basic, Http, Resp, SESSION};
 pub use env::{config, config_toml, parse_config, Env, LISTEN};

@@ -119,7 +119,7 @@ fn contract_snippet_loads_with_defaults() {
     assert!(vc.ca_file.is_none() && vc.ca_certs.is_empty() && vc.pin_sha256.is_none());
     assert_eq!(vc.connect_timeout, Duration::from_secs(3));
     assert_eq!(vc.request_timeout, Duration::from_secs(30));
-    assert_eq!(vc.families, [Family::Rest, Family::Api]);
+    assert_eq!(vc.families, [Family::Rest, Family::Api, Family::JsonRpc]);
     assert!(vc.serves(Family::Rest) && vc.serves(Family::Api));
     assert_eq!(vc.max_idle_connections, 32);
     assert!(config.vcenter("vc1").is_some() && config.vcenter("vc2").is_none());
@@ -457,7 +457,11 @@ fn families_must_be_nonempty_and_distinct() {
     let base = "url = \"http://h\"\n";
     assert_eq!(
         error(&with_vcenter(&format!("{base}families = []"))),
-        "vcenter[0] (name \"vc1\").families: must list at least one of \"rest\" and \"api\""
+        "vcenter[0] (name \"vc1\").families: must list at least one of \"rest\" and \"api\" (sessions are made through them)"
+    );
+    assert_eq!(
+        error(&with_vcenter(&format!("{base}families = [\"jsonrpc\"]"))),
+        "vcenter[0] (name \"vc1\").families: must list at least one of \"rest\" and \"api\" (sessions are made through them)"
     );
     assert_eq!(
         error(&with_vcenter(&format!(

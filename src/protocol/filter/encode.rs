@@ -3,7 +3,7 @@
 
 use super::{Parent, ResultSpec, TaskQuery, STRING_FIELDS};
 use crate::protocol::json::write_json_str;
-use crate::protocol::{api, rest, Family};
+use crate::protocol::{api, jsonrpc, rest, Family};
 
 impl TaskQuery {
     /// The JSON body of `POST /api/cis/tasks?action=list` (also what `GET /rest/cis/tasks`
@@ -214,6 +214,16 @@ impl TaskQuery {
                     body: Some(self.api_body()),
                 }
             }
+            // The call up to its session id: each vCenter's session completes it.
+            Family::JsonRpc => UpstreamRequest {
+                method: http::Method::POST,
+                path_and_query: jsonrpc::PATH.to_owned(),
+                body: Some(jsonrpc::envelope::call_head(
+                    jsonrpc::TASKS_SERVICE,
+                    "list",
+                    &jsonrpc::typed::list_input(self),
+                )),
+            },
         }
     }
 }
@@ -294,7 +304,7 @@ pub(super) fn push_param(q: &mut String, key: &str, value: &str) {
 
 /// Percent-encodes everything but RFC 3986 unreserved characters and `:` (task ids are
 /// `uuid:service`, and `:` is legal in a query).
-fn push_encoded(q: &mut String, s: &str) {
+pub(crate) fn push_encoded(q: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in s.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {

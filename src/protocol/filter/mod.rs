@@ -24,9 +24,11 @@ mod json_body;
 mod query;
 mod resolve;
 
+pub(crate) use encode::push_encoded;
 pub use encode::UpstreamRequest;
 pub use json_body::parse_json;
 pub use query::parse_query;
+pub(crate) use query::{parse_bool, percent_decode, quote};
 pub use resolve::{Resolved, Resolver};
 
 use crate::protocol::{Family, VapiError};
@@ -133,8 +135,9 @@ pub struct ListRequest {
 }
 
 impl ListRequest {
-    /// Parses `GET /rest/cis/tasks` ([`parse_rest`]) or
-    /// `POST /api/cis/tasks?action=list` ([`parse_api`]), by family.
+    /// Parses `GET /rest/cis/tasks` ([`parse_rest`]),
+    /// `POST /api/cis/tasks?action=list` ([`parse_api`]) or a JSON-RPC call's typed
+    /// input ([`parse_jsonrpc`], `body` is `params.input`), by family.
     pub fn parse(
         family: Family,
         query: Option<&str>,
@@ -144,16 +147,15 @@ impl ListRequest {
         let query = match family {
             Family::Rest => parse_rest(query, body, limits)?,
             Family::Api => parse_api(query, body, limits)?,
+            Family::JsonRpc => parse_jsonrpc(body, limits)?,
         };
         Ok(ListRequest { family, query })
     }
 
     /// The canonical key: the family, then [`TaskQuery::key`].
     pub fn key(&self) -> Vec<u8> {
-        let mut out = match self.family {
-            Family::Rest => b"rest\n".to_vec(),
-            Family::Api => b"api\n".to_vec(),
-        };
+        let mut out = self.family.as_str().as_bytes().to_vec();
+        out.push(b'\n');
         out.extend_from_slice(&self.query.key());
         out
     }
@@ -298,6 +300,29 @@ pub fn parse_api(
         ));
     }
     with_body(q, body, limits)
+}
+
+/// JSON-RPC `com.vmware.cis.tasks` `list`: the typed input, unwrapped into the
+/// `/api` body it is equal to and read as one, so both share the canonical key.
+/// Parameters outside the model are refused: their types are unknown, so they
+/// could not be sent on typed.
+pub fn parse_jsonrpc(input: &[u8], limits: &Limits) -> Result<TaskQuery, VapiError> {
+    check_body_size(input, limits)?;
+    let input = std::str::from_utf8(input)
+        .map_err(|_| VapiError::invalid_argument("params.input is not UTF-8 text."))?;
+    let plain = crate::protocol::jsonrpc::typed::operation_input(input)?;
+    let q = with_body(
+        TaskQuery::default(),
+        serde_json::Value::Object(plain).to_string().as_bytes(),
+        limits,
+    )?;
+    if let Some(extra) = q.extra_members.first() {
+        return Err(VapiError::invalid_argument(format!(
+            "{}: not a parameter of com.vmware.cis.tasks list.",
+            query::quote(&extra.path())
+        )));
+    }
+    Ok(q)
 }
 
 /// What both families end with: the JSON body's filter, if any, over the query's

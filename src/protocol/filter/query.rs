@@ -284,7 +284,7 @@ fn finish_targets(mut acc: TargetAcc<'_>) -> Result<Vec<Target>, VapiError> {
     Ok(out)
 }
 
-fn parse_bool(value: &str, key: &str) -> Result<bool, VapiError> {
+pub(crate) fn parse_bool(value: &str, key: &str) -> Result<bool, VapiError> {
     if value.eq_ignore_ascii_case("true") {
         Ok(true)
     } else if value.eq_ignore_ascii_case("false") {
@@ -301,7 +301,7 @@ fn parse_bool(value: &str, key: &str) -> Result<bool, VapiError> {
 /// Decodes `+` and `%XX`, strictly: a bad escape or bytes that are not UTF-8 are an
 /// error naming `param` (form_urlencoded would replace them silently, and a silently
 /// changed filter is a wrong answer).
-fn percent_decode<'q>(raw: &'q str, param: &str) -> Result<Cow<'q, str>, VapiError> {
+pub(crate) fn percent_decode<'q>(raw: &'q str, param: &str) -> Result<Cow<'q, str>, VapiError> {
     if !raw.bytes().any(|b| b == b'%' || b == b'+') {
         return Ok(Cow::Borrowed(raw));
     }
@@ -340,7 +340,7 @@ fn percent_decode<'q>(raw: &'q str, param: &str) -> Result<Cow<'q, str>, VapiErr
 }
 
 /// Shortens client-supplied text quoted in an error message.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     const MAX: usize = 120;
     if s.len() <= MAX {
         return s.to_owned();

@@ -24,6 +24,8 @@ pub struct Resolved {
     /// The request each vCenter is sent, in the client's family.
     pub method: Method,
     pub path_and_query: String,
+    /// JSON-RPC: the call up to its session id, completed per vCenter by
+    /// [`upstream_body`](Resolved::upstream_body).
     pub body: Option<Bytes>,
 }
 
@@ -41,6 +43,12 @@ impl From<&ListRequest> for Resolved {
 }
 
 impl Resolved {
+    /// The body to send a vCenter whose session for this user is `session`: JSON-RPC
+    /// carries the session in the call itself.
+    pub fn upstream_body(&self, session: &str) -> Option<Bytes> {
+        upstream_body(self.family, self.body.as_ref(), session)
+    }
+
     /// Bytes held, for the memo's weigher.
     fn weight(&self) -> usize {
         self.key.len() + self.path_and_query.len() + self.body.as_ref().map_or(0, Bytes::len)
@@ -54,6 +62,20 @@ pub struct Resolver {
     rest: moka::sync::Cache<Arc<str>, Arc<Resolved>>,
     /// By the body of an `/api` POST whose query is exactly `action=list`.
     api: moka::sync::Cache<Arc<[u8]>, Arc<Resolved>>,
+    /// By a JSON-RPC call's `params.input` (the rest of the call, its id and opId,
+    /// changes every time).
+    jsonrpc: moka::sync::Cache<Arc<[u8]>, Arc<Resolved>>,
+}
+
+/// A request body for one vCenter: JSON-RPC's completed with the session, others as
+/// they are.
+pub(crate) fn upstream_body(family: Family, body: Option<&Bytes>, session: &str) -> Option<Bytes> {
+    match (family, body) {
+        (Family::JsonRpc, Some(head)) => Some(
+            crate::protocol::jsonrpc::envelope::call_with_session(head, session),
+        ),
+        (_, body) => body.cloned(),
+    }
 }
 
 impl Resolver {
@@ -66,11 +88,15 @@ impl Resolver {
         Resolver {
             limits,
             rest: moka::sync::Cache::builder()
-                .max_capacity(max_bytes / 2)
+                .max_capacity(max_bytes / 3)
                 .weigher(move |raw: &Arc<str>, r: &Arc<Resolved>| weigh(raw.len(), r))
                 .build(),
             api: moka::sync::Cache::builder()
-                .max_capacity(max_bytes / 2)
+                .max_capacity(max_bytes / 3)
+                .weigher(move |raw: &Arc<[u8]>, r: &Arc<Resolved>| weigh(raw.len(), r))
+                .build(),
+            jsonrpc: moka::sync::Cache::builder()
+                .max_capacity(max_bytes / 3)
                 .weigher(move |raw: &Arc<[u8]>, r: &Arc<Resolved>| weigh(raw.len(), r))
                 .build(),
         }
@@ -80,8 +106,9 @@ impl Resolver {
         &self.limits
     }
 
-    /// The question a raw `/rest` or `/api` List Tasks request asks; malformed
-    /// input is an `invalid_argument` naming the parameter.
+    /// The question a raw List Tasks request asks (for JSON-RPC, `body` is the
+    /// call's `params.input`); malformed input is an `invalid_argument` naming the
+    /// parameter.
     pub fn resolve(
         &self,
         family: Family,
@@ -91,6 +118,7 @@ impl Resolver {
         let remembered = match Memo::of(family, query, body) {
             Memo::Rest(q) => self.rest.get(q),
             Memo::Api(b) => self.api.get(b),
+            Memo::JsonRpc(b) => self.jsonrpc.get(b),
             Memo::No => None,
         };
         if let Some(resolved) = remembered {
@@ -105,6 +133,7 @@ impl Resolver {
         match Memo::of(family, query, body) {
             Memo::Rest(q) => self.rest.insert(q.into(), resolved.clone()),
             Memo::Api(b) => self.api.insert(b.into(), resolved.clone()),
+            Memo::JsonRpc(b) => self.jsonrpc.insert(b.into(), resolved.clone()),
             Memo::No => {}
         }
         Ok(resolved)
@@ -116,6 +145,7 @@ impl Resolver {
 enum Memo<'a> {
     Rest(&'a str),
     Api(&'a [u8]),
+    JsonRpc(&'a [u8]),
     No,
 }
 
@@ -124,6 +154,7 @@ impl<'a> Memo<'a> {
         match (family, query) {
             (Family::Rest, q) if body.is_empty() => Memo::Rest(q.unwrap_or("")),
             (Family::Api, Some(api::LIST_QUERY)) => Memo::Api(body),
+            (Family::JsonRpc, _) => Memo::JsonRpc(body),
             _ => Memo::No,
         }
     }

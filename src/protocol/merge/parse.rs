@@ -179,10 +179,37 @@ impl<'de> Visitor<'de> for BodySeed<'_, 'de> {
                 f.write_str(r#"a /rest List Tasks answer {"value":[{"key":..,"value":..}]}"#)
             }
             Family::Api => f.write_str("an /api List Tasks answer (an object of task id to info)"),
+            Family::JsonRpc => f.write_str(
+                r#"a JSON-RPC List Tasks answer {"jsonrpc":"2.0","id":..,"result":{"output":[map entries]}}"#,
+            ),
         }
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         match self.family {
+            Family::JsonRpc => {
+                let mut seen_result = false;
+                while let Some(Id(name)) = map.next_key()? {
+                    match &*name {
+                        "result" if !seen_result => {
+                            seen_result = true;
+                            map.next_value_seed(RpcResultSeed {
+                                out: &mut *self.out,
+                            })?;
+                        }
+                        "jsonrpc" | "id" => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        _ => {
+                            return Err(de::Error::custom(format_args!(
+                                "unexpected member {name:?} in a JSON-RPC answer"
+                            )))
+                        }
+                    }
+                }
+                if !seen_result {
+                    return Err(de::Error::custom("member \"result\" is missing"));
+                }
+            }
             Family::Api => {
                 if let Some(n) = map.size_hint() {
                     self.out.reserve(n);
@@ -238,6 +265,76 @@ impl<'de> Visitor<'de> for RestListSeed<'_, 'de> {
         }
         Ok(())
     }
+}
+
+/// JSON-RPC's `result`: `{"output":[map entries]}`.
+struct RpcResultSeed<'o, 'de> {
+    out: &'o mut Vec<Entry<'de>>,
+}
+
+impl<'de> DeserializeSeed<'de> for RpcResultSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RpcResultSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(r#"a JSON-RPC result {"output":[..]}"#)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(Id(name)) = map.next_key()? {
+            if name != "output" || seen {
+                return Err(de::Error::custom(format_args!(
+                    "unexpected member {name:?} in the result (a vAPI error?)"
+                )));
+            }
+            seen = true;
+            let elements: Vec<&'de RawValue> = map.next_value()?;
+            self.out.reserve(elements.len());
+            for element in elements {
+                self.out
+                    .push(map_entry(element).map_err(de::Error::custom)?);
+            }
+        }
+        if !seen {
+            return Err(de::Error::custom("member \"output\" is missing"));
+        }
+        Ok(())
+    }
+}
+
+/// One element of a JSON-RPC map, `{"STRUCTURE":{"map-entry":{"key":"<id>",
+/// "value":{..}}}}`: the element is the task's "info" (it is copied whole), its key
+/// the id.
+pub(super) fn map_entry(element: &RawValue) -> Result<Entry<'_>, String> {
+    #[derive(serde::Deserialize)]
+    struct Element<'a> {
+        #[serde(rename = "STRUCTURE", borrow)]
+        structure: Named<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Named<'a> {
+        #[serde(rename = "map-entry", borrow)]
+        entry: MapEntry<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct MapEntry<'a> {
+        #[serde(borrow)]
+        key: Cow<'a, str>,
+        #[serde(borrow)]
+        value: &'a RawValue,
+    }
+    let e: Element<'_> = serde_json::from_str(element.get())
+        .map_err(|e| format!("a list element is not a map entry of task id to info: {e}"))?;
+    let id = e.structure.entry.key;
+    if !e.structure.entry.value.get().starts_with('{') {
+        return Err(format!("the info of task {id:?} is not a typed structure"));
+    }
+    Ok(Entry { id, info: element })
 }
 
 pub(super) struct RestEntrySeed;

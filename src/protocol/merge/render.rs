@@ -109,6 +109,17 @@ fn render(family: Family, entries: &[Item<'_>], input_bytes: usize, mut out: Vec
             }
             out.push(b'}');
         }
+        // Each kept element is a whole map entry, copied as it came.
+        Family::JsonRpc => {
+            out.push(b'[');
+            for (i, e) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(e.info);
+            }
+            out.push(b']');
+        }
         Family::Rest => {
             out.extend_from_slice(b"{\"value\":[");
             for (i, e) in entries.iter().enumerate() {

@@ -1,6 +1,6 @@
 //! Reading one vCenter's answer while it is still arriving.
 
-use super::parse::{parse_body, Entry, Id, Located, ParsedBody, RestEntrySeed};
+use super::parse::{map_entry, parse_body, Entry, Id, Located, ParsedBody, RestEntrySeed};
 use super::{MergeError, UpstreamBody};
 use crate::protocol::Family;
 use serde::de::{self, DeserializeSeed, Deserializer};
@@ -13,8 +13,9 @@ use serde_json::value::RawValue;
 /// last chunk's tasks are left to read, instead of the whole answer (measured in
 /// `benches/RESULTS.md`).
 ///
-/// It follows the shape vCenter sends, `{"value":[{"key":..,"value":..},..]}` or
-/// `{"<id>":{..},..}` with any whitespace, and reads each task with the same code as
+/// It follows the shape vCenter sends, `{"value":[{"key":..,"value":..},..]}`,
+/// `{"<id>":{..},..}` or, for JSON-RPC, `{"jsonrpc":"2.0","id":"0","result":
+/// {"output":[..]}}` (the member order the vAPI runtime writes) with any whitespace, and reads each task with the same code as
 /// [`parse_body`]. On anything else (a member name spelled with escapes, a syntax
 /// error, bytes after the end) it stops and [`finish`](Self::finish) reads the whole
 /// body with [`parse_body`], so the result, or the error, is `parse_body`'s. (One
@@ -35,12 +36,13 @@ pub struct StreamParser {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StreamState {
-    /// Before the opening `{"value":[` (`/rest`) or `{` (`/api`).
+    /// Before the opening `{"value":[` (`/rest`), `{` (`/api`) or the JSON-RPC
+    /// envelope up to its `output`'s `[`.
     Open,
     /// Inside the list: a task or the list's end comes next; after a task, with a
     /// comma first.
     Tasks { first: bool },
-    /// `/rest`, after `]`: the closing `}` comes next.
+    /// `/rest` and JSON-RPC, after `]`: the closing `}` (JSON-RPC: `}}`) comes next.
     CloseObject,
     /// The answer is complete; only whitespace may follow.
     Done,
@@ -168,17 +170,35 @@ impl StreamParser {
 
     fn step(&mut self, buf: &[u8]) -> Result<(), Stop> {
         let close = match self.family {
-            Family::Rest => b']',
+            Family::Rest | Family::JsonRpc => b']',
             Family::Api => b'}',
         };
         match self.state {
             StreamState::Open => {
-                self.pos = match self.family {
-                    Family::Rest => [&b"{"[..], b"\"value\"", b":", b"["]
-                        .iter()
-                        .try_fold(self.pos, |pos, token| expect(buf, pos, token))?,
-                    Family::Api => expect(buf, self.pos, b"{")?,
+                let opening: &[&[u8]] = match self.family {
+                    Family::Rest => &[b"{", b"\"value\"", b":", b"["],
+                    Family::Api => &[b"{"],
+                    Family::JsonRpc => &[
+                        b"{",
+                        b"\"jsonrpc\"",
+                        b":",
+                        b"\"2.0\"",
+                        b",",
+                        b"\"id\"",
+                        b":",
+                        b"\"0\"",
+                        b",",
+                        b"\"result\"",
+                        b":",
+                        b"{",
+                        b"\"output\"",
+                        b":",
+                        b"[",
+                    ],
                 };
+                self.pos = opening
+                    .iter()
+                    .try_fold(self.pos, |pos, token| expect(buf, pos, token))?;
                 self.state = StreamState::Tasks { first: true };
             }
             StreamState::Tasks { first } => {
@@ -188,7 +208,7 @@ impl StreamParser {
                     Some(&b) if b == close => {
                         self.pos = pos + 1;
                         self.state = match self.family {
-                            Family::Rest => StreamState::CloseObject,
+                            Family::Rest | Family::JsonRpc => StreamState::CloseObject,
                             Family::Api => StreamState::Done,
                         };
                         return Ok(());
@@ -205,7 +225,13 @@ impl StreamParser {
                 self.state = StreamState::Tasks { first: false };
             }
             StreamState::CloseObject => {
-                self.pos = expect(buf, self.pos, b"}")?;
+                let closing: &[&[u8]] = match self.family {
+                    Family::JsonRpc => &[b"}", b"}"],
+                    Family::Rest | Family::Api => &[b"}"],
+                };
+                self.pos = closing
+                    .iter()
+                    .try_fold(self.pos, |pos, token| expect(buf, pos, token))?;
                 self.state = StreamState::Done;
             }
             StreamState::Done => {}
@@ -236,6 +262,11 @@ impl StreamParser {
                     return Err(Stop::GiveUp);
                 }
                 Ok((Entry { id, info }, end))
+            }
+            Family::JsonRpc => {
+                let (element, end) = read_value::<&RawValue>(buf, pos)?;
+                let entry = map_entry(element).map_err(|_| Stop::GiveUp)?;
+                Ok((entry, end))
             }
         }
     }
