@@ -463,8 +463,9 @@ impl Run {
                 PYTHON_DEADLINE.as_secs()
             )),
         };
-        eprintln!("Python SDK scenarios:\n{report}");
-        if failed > 0 || ended.is_some() || !stray.is_empty() {
+        if failed == 0 && ended.is_none() && stray.is_empty() {
+            eprintln!("Python SDK scenarios:\n{report}");
+        } else {
             panic!(
                 "{failed} of {} SDK scenarios failed{}{}\n{report}\n--- stray stdout:\n{}\n--- stderr:\n{}",
                 names.len(),
