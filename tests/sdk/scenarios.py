@@ -464,15 +464,21 @@ def rest_session():
     return "log-in, who-am-I, log-out"
 
 
+def rest_login():
+    """A stub configuration on a session the SDK's REST mode logged in
+    (POST /rest/session with Basic auth)."""
+    return rest_session_config(Session(rest_user_config()).create())
+
+
 def rest_list(name):
-    """REST mode List Tasks (GET /rest/cis/tasks with a JSON body) on a session made
-    over /api: the proxy's sessions serve both families."""
-    return run_list(Tasks(rest_session_config(api_session_id())), list_case(name))
+    """REST mode List Tasks: GET /rest/cis/tasks with the filter as a JSON body."""
+    return run_list(Tasks(rest_login()), list_case(name))
 
 
 @scenario("rest_get")
 def rest_get():
-    return check_gets(Tasks(rest_session_config(api_session_id())))
+    """REST mode Get Task: GET /rest/cis/tasks/{id} with a JSON body."""
+    return check_gets(Tasks(rest_login()))
 
 
 def find(name):
