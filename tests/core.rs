@@ -978,11 +978,28 @@ mod merging {
                 "unexpected entry member",
             ),
             (Family::Rest, r#"{"value":[]} extra"#, "trailing"),
+            (
+                Family::JsonRpc,
+                r#"{"jsonrpc":"2.0","id":"0","result":{"output":[{"STRUCTURE":{"x":{}}}]}}"#,
+                "map entry",
+            ),
+            (
+                Family::JsonRpc,
+                r#"{"jsonrpc":"2.0","id":"0","result":{"output":[{"STRUCTURE":{"map-entry":{"key":"a","value":1}}}]}}"#,
+                "not a typed structure",
+            ),
+            (
+                Family::JsonRpc,
+                r#"{"jsonrpc":"2.0","id":"0","result":{"error":{}}}"#,
+                "unexpected member",
+            ),
+            (Family::JsonRpc, r#"{"jsonrpc":"2.0","id":"0"}"#, "result"),
         ];
         for (family, body, needle) in cases {
             let good = match family {
                 Family::Rest => r#"{"value":[]}"#,
                 Family::Api => "{}",
+                Family::JsonRpc => r#"{"jsonrpc":"2.0","id":"0","result":{"output":[]}}"#,
             };
             let err = match merge(
                 *family,

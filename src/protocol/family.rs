@@ -128,6 +128,43 @@ impl Family {
         }
     }
 
+    /// Who-am-I's answer for a session of `user`; times are RFC 3339.
+    pub(crate) fn session_info(self, user: &str, created: &str, last_accessed: &str) -> Vec<u8> {
+        if self == Family::JsonRpc {
+            return jsonrpc::session_info(user, created, last_accessed);
+        }
+        let mut info = Vec::with_capacity(96 + user.len());
+        info.extend_from_slice(b"{\"user\":");
+        super::json::write_json_str(&mut info, user);
+        info.extend_from_slice(b",\"created_time\":");
+        super::json::write_json_str(&mut info, created);
+        info.extend_from_slice(b",\"last_accessed_time\":");
+        super::json::write_json_str(&mut info, last_accessed);
+        info.push(b'}');
+        self.answer_value(&info)
+    }
+
+    /// A successful log-out's answer: no body in the REST families, a void output
+    /// in JSON-RPC.
+    pub(crate) fn logout_answer(self) -> (StatusCode, Bytes) {
+        match self {
+            Family::JsonRpc => (StatusCode::OK, Bytes::from_static(jsonrpc::VOID)),
+            f => (f.logout_status(), Bytes::new()),
+        }
+    }
+
+    /// The body of a request to a vCenter whose session is `session`: a JSON-RPC
+    /// call (`body` is its head, [`jsonrpc::envelope::call_head`]) carries the
+    /// session in itself; other bodies go as they are.
+    pub(crate) fn upstream_body(self, body: Option<&Bytes>, session: &str) -> Option<Bytes> {
+        match (self, body) {
+            (Family::JsonRpc, Some(head)) => {
+                Some(jsonrpc::envelope::call_with_session(head, session))
+            }
+            (_, body) => body.cloned(),
+        }
+    }
+
     /// The status of a successful log-in.
     pub(crate) fn login_status(self) -> StatusCode {
         match self {

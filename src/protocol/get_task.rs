@@ -48,6 +48,32 @@ pub(crate) fn task_segment<'p>(tasks_path: &str, path: &'p str) -> Option<&'p st
 }
 
 impl GetTask {
+    /// A REST family's Get Task request: `path` is `{tasks path}/{task}`. (An `/api`
+    /// GET carries no body, so a body there is ignored, as vCenter does.)
+    pub fn parse(
+        family: Family,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+        limits: &Limits,
+    ) -> Result<GetTask, VapiError> {
+        let tasks = match family {
+            Family::Rest => rest::TASKS_PATH,
+            Family::Api => api::TASKS_PATH,
+            Family::JsonRpc => {
+                return Err(VapiError::invalid_argument(
+                    "JSON-RPC names the task in the call's input.",
+                ))
+            }
+        };
+        let segment = task_segment(tasks, path)
+            .ok_or_else(|| VapiError::invalid_argument("The path names no task."))?;
+        match family {
+            Family::Rest => GetTask::parse_rest(segment, query, body, limits),
+            _ => GetTask::parse_api(segment, query),
+        }
+    }
+
     /// `GET /rest/cis/tasks/{task}` with its query and body.
     pub fn parse_rest(
         segment: &str,

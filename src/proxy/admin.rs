@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use std::sync::atomic::Ordering;
 use tracing::info;
@@ -14,7 +13,7 @@ use super::state::Proxy;
 
 pub(super) async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Body> {
     let text = |status: StatusCode, body: String| {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
+        let mut r = Response::new(Body::full(Bytes::from(body)));
         *r.status_mut() = status;
         r.headers_mut().insert(
             CONTENT_TYPE,

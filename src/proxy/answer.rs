@@ -2,14 +2,18 @@
 //!
 //! Merged lists, vCenter errors passed through and the proxy's own errors all
 //! become an [`Answer`]; the cache stores it as it is, so a hit sends the stored
-//! bytes and sets a few headers: nothing is parsed or rendered again.
+//! bytes and sets a few headers: nothing is parsed or rendered again. A JSON-RPC
+//! answer stores the answer *value* and is sent between a head carrying the
+//! request's id and a fixed tail ([`Answer::rpc_response`]).
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, AGE, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AGE, CONTENT_TYPE};
 use http::{Response, StatusCode};
-use http_body_util::Full;
+use serde_json::value::RawValue;
 use std::time::{Duration, Instant};
 
+pub use super::body::Body;
+use crate::protocol::jsonrpc::envelope::{answer_head, ANSWER_TAIL};
 use crate::protocol::{Family, VapiError, JSON};
 
 /// How the answer was obtained: `hit`, `miss`, `coalesced` or `stale`.
@@ -20,9 +24,6 @@ pub const UPSTREAM_HEADER: HeaderName = HeaderName::from_static("vcproxy-upstrea
 pub const PARTIAL_HEADER: HeaderName = HeaderName::from_static("vcproxy-partial");
 /// How long each vCenter and the merge took, on the responses a fetch answered.
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
-
-/// The body type of every response the proxy sends.
-pub type Body = Full<Bytes>;
 
 /// A complete, pre-rendered answer.
 #[derive(Debug, Clone)]
@@ -76,9 +77,25 @@ impl Answer {
     /// The response: the stored bytes as they are, and, for an answer that went
     /// through the cache, its outcome and age.
     pub fn response(&self, outcome: Option<Outcome>) -> Response<Body> {
-        let mut r = Response::new(Full::new(self.body.clone()));
+        let mut r = Response::new(Body::full(self.body.clone()));
         *r.status_mut() = self.status;
-        let h = r.headers_mut();
+        self.headers(r.headers_mut(), outcome);
+        r
+    }
+
+    /// The response to JSON-RPC request `id`: HTTP 200 always, the stored value as
+    /// the `output` (a success) or the `error` (anything else) of a result carrying
+    /// that id. The value is sent as stored, between the head and the tail.
+    pub fn rpc_response(&self, id: &RawValue, outcome: Option<Outcome>) -> Response<Body> {
+        let head = answer_head(id, !self.is_success());
+        let body = Body::parts(head, self.body.clone(), Bytes::from_static(ANSWER_TAIL));
+        let mut r = Response::new(body);
+        self.headers(r.headers_mut(), outcome);
+        r.headers_mut().insert(CONTENT_TYPE, JSON);
+        r
+    }
+
+    fn headers(&self, h: &mut HeaderMap, outcome: Option<Outcome>) {
         h.insert(CONTENT_TYPE, self.content_type.clone());
         if let Some(outcome) = outcome {
             h.insert(CACHE_HEADER, outcome.header());
@@ -94,7 +111,6 @@ impl Answer {
         if let (Some(v), Some(Outcome::Miss | Outcome::Coalesced)) = (&self.timing, outcome) {
             h.insert(SERVER_TIMING, v.clone());
         }
-        r
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::answer::Answer;
+use crate::protocol::jsonrpc::error_from_rest;
 use crate::protocol::{Family, VapiError, JSON};
 use crate::upstream::{TransportError, UpstreamResponse};
 
@@ -70,8 +71,17 @@ impl UpstreamFailure {
     }
 
     /// The answer the client gets, in `family` when the proxy renders it.
+    ///
+    /// A JSON-RPC client can only read vAPI error values: a vCenter's JSON-RPC error
+    /// passes through as it is, a REST-shaped one (a refused log-in, made through
+    /// a REST session service) is re-encoded with its name and messages.
     pub fn into_answer(self, family: Family) -> Answer {
         let (status, content_type, body) = match self.body {
+            FailureBody::Answer { status, body, .. }
+                if family == Family::JsonRpc && !body.starts_with(b"{\"ERROR\"") =>
+            {
+                (status, JSON, error_from_rest(status, &body, &self.vcenter))
+            }
             FailureBody::Answer {
                 status,
                 content_type,

@@ -7,10 +7,21 @@
 //! 404, other 4xx, 5xx; ties in configuration order) and named in `vcproxy-upstream`.
 //! Failures with no vCenter answer (refused, reset, timeout, TLS, unreadable body)
 //! become `service_unavailable` in the client's family, naming the vCenter.
+//!
+//! JSON-RPC clients are forwarded in JSON-RPC: each vCenter gets the call with its
+//! pooled session in the security context, and the map entries of the answers are
+//! merged as they came, so every task, opaque `result` and structure names
+//! included, reaches the client byte for byte. A vAPI error in a JSON-RPC result
+//! (HTTP 200) counts as a failure with the status its name stands for, and its
+//! value passes through like any vCenter error.
+//!
+//! [`Fanout::ask`], one vCenter asked with the user's pooled session (logging in
+//! again once on `unauthenticated`), also serves Get Task ([`super::lookup`]).
+//! Merged lists teach [`super::owners`] which vCenter each task belongs to.
 
 use bytes::Bytes;
 use http::header::HeaderValue;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,9 +31,12 @@ use tracing::{debug, warn, Instrument};
 use super::answer::{server_timing, Answer};
 use super::failure::{pick_failure, UpstreamFailure};
 use super::metrics::Metrics;
+use super::owners::TaskOwners;
 use super::sessions::{Principal, Sessions};
 use crate::auth::Secret;
 use crate::protocol::filter::Resolved;
+use crate::protocol::jsonrpc::envelope::OUTPUT_HEAD;
+use crate::protocol::jsonrpc::{read_reply, Reply};
 use crate::protocol::merge::{
     merge_parsed_into, MergeOptions, ParsedBody, StreamParser, UpstreamBody,
 };
@@ -132,11 +146,30 @@ fn task_result<'a>(
     }
 }
 
+/// What one vCenter is sent: the method, path and body (JSON-RPC: the call's head,
+/// which each vCenter's session completes).
+pub struct UpstreamCall<'a> {
+    pub method: &'a Method,
+    pub path_and_query: &'a str,
+    pub body: Option<&'a Bytes>,
+}
+
+impl<'a> From<&'a Resolved> for UpstreamCall<'a> {
+    fn from(r: &'a Resolved) -> UpstreamCall<'a> {
+        UpstreamCall {
+            method: &r.method,
+            path_and_query: &r.path_and_query,
+            body: r.body.as_ref(),
+        }
+    }
+}
+
 /// Asks every vCenter and merges.
 pub struct Fanout {
     backends: Backends,
     sessions: Arc<Sessions>,
     metrics: Arc<Metrics>,
+    owners: Arc<TaskOwners>,
     settings: FanoutSettings,
 }
 
@@ -145,14 +178,25 @@ impl Fanout {
         backends: Backends,
         sessions: Arc<Sessions>,
         metrics: Arc<Metrics>,
+        owners: Arc<TaskOwners>,
         settings: FanoutSettings,
     ) -> Arc<Fanout> {
         Arc::new(Fanout {
             backends,
             sessions,
             metrics,
+            owners,
             settings,
         })
+    }
+
+    /// The configured vCenters.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The answer to one List Tasks question: the merged list, or the failure to
@@ -165,9 +209,25 @@ impl Fanout {
         let (results, out) = self.ask_all(principal, family, ask.clone()).await;
         let mut gathered = Gathered::new(results);
         match self.verdict(&mut gathered) {
-            Verdict::Merge { partial } => self.merge(family, gathered, partial, out),
+            Verdict::Merge { partial } => {
+                let answer = self.merge(family, &gathered, partial, out);
+                if answer.is_success() && self.owners.wanted() {
+                    self.learn_owners(gathered);
+                }
+                answer
+            }
             Verdict::Fail(failure) => failure.into_answer(family),
         }
+    }
+
+    /// Records which vCenter listed each task, off the answer's path.
+    fn learn_owners(&self, g: Gathered) {
+        let owners = self.owners.clone();
+        tokio::spawn(async move {
+            for ((index, body), parsed) in g.answers.iter().zip(&g.parsed) {
+                owners.record(*index, parsed.ids(body));
+            }
+        });
     }
 
     /// A 404 naming the vCenters that do not serve `family`, if any: a merge
@@ -252,7 +312,7 @@ impl Fanout {
     fn merge(
         &self,
         family: Family,
-        g: Gathered,
+        g: &Gathered,
         partial: Option<HeaderValue>,
         out: Vec<u8>,
     ) -> Answer {
@@ -317,7 +377,9 @@ impl Fanout {
         let mut reader = StreamParser::new(family);
         let started = Instant::now();
         let body = self
-            .ask(principal, i, family, ask, &mut reader)
+            .ask(principal, i, family, &ask.into(), &mut |received| {
+                reader.feed(received)
+            })
             .await
             .map_err(|f| (i, f))?;
         let took = started.elapsed();
@@ -341,24 +403,28 @@ impl Fanout {
         }
     }
 
-    /// One vCenter: send with the pooled session; on 401 log in again once and retry.
-    /// A 200 answer's body goes through `reader` as it arrives.
-    async fn ask(
+    /// One vCenter, asked in `family`: send with the pooled session; on
+    /// `unauthenticated` log in again once and retry. A 200 answer's body goes
+    /// through `on_body` as it arrives; the body of a success is returned, anything
+    /// else is the failure to report.
+    pub async fn ask(
         &self,
         principal: &Principal,
         index: usize,
         family: Family,
-        ask: &Resolved,
-        reader: &mut StreamParser,
+        call: &UpstreamCall<'_>,
+        on_body: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<Bytes, UpstreamFailure> {
         let name = self.backends[index].name();
         let mut session = principal.backend_session(index).await;
         let mut retried = false;
         loop {
-            let response = match session.as_ref().and_then(session_header) {
-                Some(header) => {
-                    self.send(index, ask, &[header], &mut |received| reader.feed(received))
-                        .await?
+            let header = session.as_ref().and_then(|s| Some((s, session_header(s)?)));
+            let response = match header {
+                Some((secret, header)) => {
+                    let body = family.upstream_body(call.body, secret.expose());
+                    let r = self.send(index, call, body, &[header], on_body).await?;
+                    rpc_result(family, r)
                 }
                 // No session (a re-login failed earlier): try to log in first.
                 None => UpstreamResponse {
@@ -393,7 +459,8 @@ impl Fanout {
     async fn send(
         &self,
         index: usize,
-        ask: &Resolved,
+        call: &UpstreamCall<'_>,
+        body: Option<Bytes>,
         headers: &[(http::HeaderName, HeaderValue)],
         on_body: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<UpstreamResponse, UpstreamFailure> {
@@ -402,10 +469,10 @@ impl Fanout {
         let started = Instant::now();
         match upstream
             .send_observed(
-                ask.method.clone(),
-                &ask.path_and_query,
+                call.method.clone(),
+                call.path_and_query,
                 headers,
-                ask.body.clone(),
+                body,
                 on_body,
             )
             .await
@@ -435,6 +502,29 @@ impl Fanout {
                 Err(UpstreamFailure::transport(name, &e))
             }
         }
+    }
+}
+
+/// A vCenter's answer to a JSON-RPC call, as the REST families would have it: a vAPI
+/// error in the result (HTTP 200) becomes that error's status with the error value
+/// as the body. An answer that starts as a success does not need reading here.
+fn rpc_result(family: Family, r: UpstreamResponse) -> UpstreamResponse {
+    if family != Family::JsonRpc || r.status != StatusCode::OK || r.body.starts_with(OUTPUT_HEAD) {
+        return r;
+    }
+    let error = match read_reply(&r.body) {
+        Ok(Reply::Error { status, value, .. }) => Some((status, value.get().as_bytes())),
+        _ => None,
+    };
+    match error {
+        Some((status, value)) => UpstreamResponse {
+            status,
+            content_type: Some(JSON),
+            body: r.body.slice_ref(value),
+        },
+        // A success in another member order, or not JSON-RPC at all: reading the
+        // body as a whole decides.
+        None => r,
     }
 }
 

@@ -177,10 +177,10 @@ impl Sessions {
     pub async fn login(
         &self,
         family: Family,
-        authorization: Option<&HeaderValue>,
+        credentials: Option<Credentials>,
     ) -> Result<String, LoginError> {
-        let (user, password) = basic_credentials(authorization)
-            .ok_or_else(|| LoginError::Proxy(VapiError::unauthenticated()))?;
+        let Credentials { user, password } =
+            credentials.ok_or_else(|| LoginError::Proxy(VapiError::unauthenticated()))?;
         let (client_user, principal) = match &self.mode {
             AuthMode::Passthrough => {
                 let principal = self.passthrough_principal(&user, &password, family).await?;
@@ -482,9 +482,26 @@ fn new_session_id() -> String {
 }
 
 /// The client's Basic credentials; an empty user name is no credentials.
-fn basic_credentials(header: Option<&HeaderValue>) -> Option<(String, Secret)> {
-    let (user, password) = crate::auth::basic_auth::decode(header)?;
-    (!user.is_empty()).then(|| (user, Secret::new(password)))
+/// A log-in's user name and password, whichever way the client sent them.
+pub struct Credentials {
+    pub user: String,
+    pub password: Secret,
+}
+
+impl Credentials {
+    /// Credentials with a user name; `None` for an anonymous one.
+    pub fn new(user: String, password: String) -> Option<Credentials> {
+        (!user.is_empty()).then(|| Credentials {
+            user,
+            password: Secret::new(password),
+        })
+    }
+
+    /// From an `Authorization: Basic` header (the REST families).
+    pub fn basic(header: Option<&HeaderValue>) -> Option<Credentials> {
+        let (user, password) = crate::auth::basic_auth::decode(header)?;
+        Credentials::new(user, password)
+    }
 }
 
 #[cfg(test)]
@@ -494,14 +511,14 @@ mod tests {
     #[test]
     fn basic_credentials_need_a_user_name() {
         let h = crate::auth::basic_auth::encode("administrator@vsphere.local", "VMware1!").unwrap();
-        let (u, p) = basic_credentials(Some(&h)).unwrap();
+        let c = Credentials::basic(Some(&h)).unwrap();
         assert_eq!(
-            (u.as_str(), p.expose()),
+            (c.user.as_str(), c.password.expose()),
             ("administrator@vsphere.local", "VMware1!")
         );
         let anonymous = crate::auth::basic_auth::encode("", "x").unwrap();
-        assert!(basic_credentials(Some(&anonymous)).is_none());
-        assert!(basic_credentials(None).is_none());
+        assert!(Credentials::basic(Some(&anonymous)).is_none());
+        assert!(Credentials::basic(None).is_none());
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use super::cache::{CacheSettings, ResponseCache};
 use super::fanout::{Fanout, FanoutSettings};
+use super::lookup::Lookup;
 use super::metrics::Metrics;
+use super::owners::TaskOwners;
 use super::sessions::{SessionSettings, Sessions};
 use crate::config::Config;
 use crate::net::listener::ServeOptions;
@@ -22,6 +24,8 @@ pub struct Proxy {
     pub(super) sessions: Arc<Sessions>,
     pub(super) cache: ResponseCache,
     pub(super) fanout: Arc<Fanout>,
+    /// Get Task: the owning vCenter, else all of them.
+    pub(super) lookup: Arc<Lookup>,
     pub(super) metrics: Arc<Metrics>,
     /// Raw List Tasks requests to their resolved questions (memoized).
     pub(super) requests: Resolver,
@@ -53,12 +57,17 @@ impl Proxy {
             SessionSettings::from(&config.auth),
             metrics.clone(),
         );
+        // Which vCenter listed each task, for Get Task: a million ids is ~100 MB at
+        // most, the order of the response cache's own default bound.
+        let owners = Arc::new(TaskOwners::new(1_000_000));
         let fanout = Fanout::new(
             backends,
             sessions.clone(),
             metrics.clone(),
+            owners.clone(),
             FanoutSettings::from(&config.merge),
         );
+        let lookup = Lookup::new(fanout.clone(), owners);
         let tls = match &config.listen.tls {
             Some(t) => Some(crate::net::tls::server_config(
                 t.cert_chain.clone(),
@@ -70,6 +79,7 @@ impl Proxy {
             sessions,
             cache: ResponseCache::new(CacheSettings::from(&config.cache)),
             fanout,
+            lookup,
             metrics,
             // Limits and serve options are built here rather than by a `From` beside
             // their types: the protocol and net layers sit below the configuration

@@ -46,7 +46,7 @@ impl Resolved {
     /// The body to send a vCenter whose session for this user is `session`: JSON-RPC
     /// carries the session in the call itself.
     pub fn upstream_body(&self, session: &str) -> Option<Bytes> {
-        upstream_body(self.family, self.body.as_ref(), session)
+        self.family.upstream_body(self.body.as_ref(), session)
     }
 
     /// Bytes held, for the memo's weigher.
@@ -65,17 +65,6 @@ pub struct Resolver {
     /// By a JSON-RPC call's `params.input` (the rest of the call, its id and opId,
     /// changes every time).
     jsonrpc: moka::sync::Cache<Arc<[u8]>, Arc<Resolved>>,
-}
-
-/// A request body for one vCenter: JSON-RPC's completed with the session, others as
-/// they are.
-pub(crate) fn upstream_body(family: Family, body: Option<&Bytes>, session: &str) -> Option<Bytes> {
-    match (family, body) {
-        (Family::JsonRpc, Some(head)) => Some(
-            crate::protocol::jsonrpc::envelope::call_with_session(head, session),
-        ),
-        (_, body) => body.cloned(),
-    }
 }
 
 impl Resolver {

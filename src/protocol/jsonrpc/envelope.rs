@@ -263,6 +263,10 @@ pub fn answer_head(id: &RawValue, error: bool) -> Bytes {
     Bytes::from(out)
 }
 
+/// How a vCenter's successful answer to vcproxy's call (id `"0"`) starts when it
+/// is written as the vAPI runtime writes it.
+pub const OUTPUT_HEAD: &[u8] = b"{\"jsonrpc\":\"2.0\",\"id\":\"0\",\"result\":{\"output\":";
+
 /// What follows an answer value.
 pub const ANSWER_TAIL: &[u8] = b"}}";
 

@@ -14,7 +14,10 @@
 //! notes, which records what the SDK sends and accepts byte for byte.
 
 pub mod envelope;
+mod rest_errors;
 pub mod typed;
+
+pub use rest_errors::error_from_rest;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -48,17 +51,6 @@ pub(crate) fn operation(service: &str, operation: &str) -> Option<Operation> {
         (TASKS_SERVICE, "list") => Some(Operation::ListTasks),
         (TASKS_SERVICE, "get") => Some(Operation::GetTask),
         _ => None,
-    }
-}
-
-/// The service and operation ids of an operation, as a vCenter is asked for it.
-pub(crate) fn ids(op: Operation) -> (&'static str, &'static str) {
-    match op {
-        Operation::Login => (SESSION_SERVICE, "create"),
-        Operation::WhoAmI => (SESSION_SERVICE, "get"),
-        Operation::Logout => (SESSION_SERVICE, "delete"),
-        Operation::ListTasks => (TASKS_SERVICE, "list"),
-        Operation::GetTask => (TASKS_SERVICE, "get"),
     }
 }
 

@@ -47,9 +47,11 @@ pub fn untype(v: &Value, at: &str) -> Result<Option<Value>, String> {
                 }
             }
         }
-        Value::Object(_) => return Err(format!(
+        Value::Object(_) => {
+            return Err(format!(
             "{at}: an object must be a typed value ({{\"STRUCTURE\":..}} or {{\"OPTIONAL\":..}})"
-        )),
+        ))
+        }
         Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {

@@ -40,6 +40,14 @@ impl ParsedBody {
         ParsedBody { entries }
     }
 
+    /// The task ids, in order; `body` is the body this was read from.
+    pub fn ids<'a>(&'a self, body: &'a [u8]) -> impl Iterator<Item = &'a str> + 'a {
+        self.entries.iter().filter_map(move |l| match &l.id {
+            IdAt::Span(r) => std::str::from_utf8(body.get(r.clone())?).ok(),
+            IdAt::Decoded(s) => Some(&**s),
+        })
+    }
+
     /// How many tasks the body holds.
     pub fn len(&self) -> usize {
         self.entries.len()
