@@ -1106,6 +1106,43 @@ mod streaming {
         for body in &api {
             check_every_cut(Family::Api, body);
         }
+        let entry = |id: &str| {
+            format!(
+                r#"{{"STRUCTURE":{{"map-entry":{{"key":"{id}","value":{{"STRUCTURE":{{"com.vmware.cis.task.info":{INFO}}}}}}}}}}}"#
+            )
+        };
+        let rpc = [
+            format!(
+                r#"{{"jsonrpc":"2.0","id":"0","result":{{"output":[{},{}]}}}}"#,
+                entry("b"),
+                entry("a")
+            ),
+            format!(
+                " {{ \"jsonrpc\" : \"2.0\" ,\n\"id\":\"0\", \"result\" : {{ \"output\" : [ {} ] }} }} ",
+                entry("a\\u0041")
+            ),
+            r#"{"jsonrpc":"2.0","id":"0","result":{"output":[]}}"#.to_owned(),
+            // Another member order: left to parse_body, which reads it.
+            format!(
+                r#"{{"id":"0","result":{{"output":[{}]}},"jsonrpc":"2.0"}}"#,
+                entry("a")
+            ),
+            // Errors and malformed answers, whose errors must be parse_body's.
+            r#"{"jsonrpc":"2.0","id":"0","result":{"error":{"ERROR":{}}}}"#.to_owned(),
+            format!(
+                r#"{{"jsonrpc":"2.0","id":"0","result":{{"output":[{},]}}}}"#,
+                entry("a")
+            ),
+            r#"{"jsonrpc":"2.0","id":"0","result":{"output":[{"STRUCTURE":{"map-entry":{"key":"a"}}}]}}"#
+                .to_owned(),
+            format!(
+                r#"{{"jsonrpc":"2.0","id":"0","result":{{"output":[{}]}}}}}}"#,
+                entry("a")
+            ),
+        ];
+        for body in &rpc {
+            check_every_cut(Family::JsonRpc, body);
+        }
     }
 
     #[test]
@@ -1126,6 +1163,28 @@ mod streaming {
         let parsed = reader.finish(ub(body.as_bytes())).unwrap();
         assert_eq!(parsed.len(), 100);
         assert_eq!(Ok(parsed), parse_body(Family::Rest, ub(body.as_bytes())));
+    }
+
+    #[test]
+    fn json_rpc_tasks_are_read_before_the_body_is_complete() {
+        let tasks: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"STRUCTURE":{{"map-entry":{{"key":"task-{i:03}","value":{{"STRUCTURE":{{"com.vmware.cis.task.info":{INFO}}}}}}}}}}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":"0","result":{{"output":[{}]}}}}"#,
+            tasks.join(",")
+        );
+        let mut reader = StreamParser::new(Family::JsonRpc);
+        reader.feed(&body.as_bytes()[..body.len() / 2]);
+        assert!(
+            (45..=50).contains(&reader.tasks_read()),
+            "{}",
+            reader.tasks_read()
+        );
+        assert!(!reader.gave_up());
+        let parsed = reader.finish(ub(body.as_bytes())).unwrap();
+        assert_eq!(parsed.len(), 100);
+        assert_eq!(Ok(parsed), parse_body(Family::JsonRpc, ub(body.as_bytes())));
     }
 
     #[test]

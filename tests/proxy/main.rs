@@ -9,6 +9,9 @@
 //!   `Server-Timing` a fetched answer carries.
 //! * `sessions`: client logins over pooled vCenter sessions, renewal, idle expiry,
 //!   service-account mode, and secrets kept out of the logs.
+//! * `get_task`: Get Task via the owning vCenter, cached and coalesced; the SDK's
+//!   REST spellings (a body on the GET, `/rest/session`).
+//! * `keepalive`: every body read before the answer, so pooled connections live.
 //! * `errors`: bad requests, vCenter errors passed through, timeouts, refused
 //!   connections, partial answers.
 //! * `tls_http2`: the connections themselves: TLS towards vCenters and towards
@@ -24,6 +27,8 @@
 mod admin_shutdown;
 mod caching;
 mod errors;
+mod get_task;
+mod keepalive;
 mod sessions;
 mod tls_http2;
 

@@ -97,6 +97,19 @@ struct RawEnvelope<'a> {
     id: Option<&'a RawValue>,
 }
 
+/// A well-formed call, read in one pass (the hit path's case).
+#[derive(Deserialize)]
+struct WellFormed<'a> {
+    #[serde(borrow)]
+    jsonrpc: Cow<'a, str>,
+    #[serde(borrow)]
+    method: Cow<'a, str>,
+    #[serde(borrow)]
+    params: RawParams<'a>,
+    #[serde(borrow)]
+    id: &'a RawValue,
+}
+
 #[derive(Deserialize)]
 struct RawParams<'a> {
     #[serde(rename = "serviceId", borrow)]
@@ -134,6 +147,17 @@ pub fn parse_call<'a>(
     service_header: Option<&[u8]>,
     operation_header: Option<&[u8]>,
 ) -> Result<Call<'a>, ProtocolError> {
+    // One pass for a well-formed call; anything else is read again, step by step,
+    // to say exactly what is wrong with it.
+    if let Ok(call) = serde_json::from_slice::<WellFormed<'a>>(body) {
+        if call.jsonrpc == "2.0"
+            && call.method == "invoke"
+            && is_id(call.id)
+            && call.params.input.is_some()
+        {
+            return finish(call.id, call.params, service_header, operation_header);
+        }
+    }
     let envelope: RawEnvelope<'a> = match serde_json::from_slice(body) {
         Ok(e) => e,
         Err(e) if e.is_syntax() || e.is_eof() => {
@@ -152,7 +176,7 @@ pub fn parse_call<'a>(
         }
     };
     let id = match envelope.id {
-        Some(id) if id.get().starts_with('"') || is_number(id.get()) => id,
+        Some(id) if is_id(id) => id,
         Some(_) => {
             return Err(ProtocolError::new(
                 code::INVALID_REQUEST,
@@ -204,9 +228,23 @@ pub fn parse_call<'a>(
         .ok_or_else(|| invalid_params("\"params\" is missing.".into()))?;
     let params: RawParams<'a> = serde_json::from_str(params.get())
         .map_err(|e| invalid_params(format!("\"params\" is not an invoke call's ({e}).")))?;
-    let input = params
-        .input
-        .ok_or_else(|| invalid_params("\"params.input\" is missing.".into()))?;
+    finish(id, params, service_header, operation_header)
+}
+
+/// The call, once the envelope is known good: its parameters checked.
+fn finish<'a>(
+    id: &'a RawValue,
+    params: RawParams<'a>,
+    service_header: Option<&[u8]>,
+    operation_header: Option<&[u8]>,
+) -> Result<Call<'a>, ProtocolError> {
+    let input = params.input.ok_or_else(|| {
+        ProtocolError::new(
+            code::INVALID_PARAMS,
+            "Invalid params: \"params.input\" is missing.",
+            Some(id),
+        )
+    })?;
     for (header, value, name) in [
         (service_header, &params.service, "vapi-service"),
         (operation_header, &params.operation, "vapi-operation"),
@@ -243,8 +281,10 @@ pub fn parse_call<'a>(
     })
 }
 
-fn is_number(s: &str) -> bool {
-    s.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+/// JSON-RPC ids are strings or numbers.
+fn is_id(id: &RawValue) -> bool {
+    id.get()
+        .starts_with(|c: char| c == '"' || c == '-' || c.is_ascii_digit())
 }
 
 /// The bytes before and after an answer value: `{"jsonrpc":"2.0","id":<id>,
