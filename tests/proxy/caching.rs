@@ -119,13 +119,13 @@ async fn direct(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn merged_body_is_the_union_of_every_simulator_in_both_families() {
+async fn merged_body_is_the_union_of_every_simulator_in_every_protocol() {
     let env = Env::start(three_static(), "", "").await;
     let rest_query =
         format!("filter_spec.services={SVC}&filter_spec.services=com.vmware.appliance.update");
     let api_body =
         format!(r#"{{"filter_spec":{{"services":["{SVC}","com.vmware.appliance.update"]}}}}"#);
-    for family in [Family::Rest, Family::Api] {
+    for family in [Family::Rest, Family::Api, Family::JsonRpc] {
         let sid = env.http.session(family, ADMIN.0, ADMIN.1).await;
         let proxied = env.http.list(family, &sid, &rest_query, &api_body).await;
         assert_eq!(proxied.status, 200);

@@ -11,6 +11,8 @@
 //!   service-account mode, and secrets kept out of the logs.
 //! * `get_task`: Get Task via the owning vCenter, cached and coalesced; the SDK's
 //!   REST spellings (a body on the GET, `/rest/session`).
+//! * `jsonrpc`: the official SDK's protocol: sessions shared with REST, lists
+//!   forwarded in JSON-RPC and merged, Get Task, errors on HTTP 200.
 //! * `keepalive`: every body read before the answer, so pooled connections live.
 //! * `errors`: bad requests, vCenter errors passed through, timeouts, refused
 //!   connections, partial answers.
@@ -28,6 +30,7 @@ mod admin_shutdown;
 mod caching;
 mod errors;
 mod get_task;
+mod jsonrpc;
 mod keepalive;
 mod sessions;
 mod tls_http2;
