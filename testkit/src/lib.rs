@@ -7,6 +7,8 @@
 //! * [`Env`], [`config`], [`bind_proxy`]: the proxy in this process in front of them.
 //! * [`ten_encodings`], [`every_service_query`], [`rest_keys`]: List Tasks questions
 //!   and answers.
+//! * [`Pki`]: a fresh CA and a server certificate it issued, for clients that verify
+//!   a chain (the Python SDK).
 //!
 //! Why a crate: the tests and the benchmark are separate targets, so before this each
 //! carried its own client, `basic()` and simulator start-up, and they drifted. A
@@ -23,6 +25,7 @@ mod local;
 mod proxy;
 mod queries;
 mod sims;
+mod tls;
 pub mod typed;
 
 pub use client::{basic, Http, Resp, SESSION};
@@ -31,3 +34,4 @@ pub use local::{free_port, roots, temp_dir};
 pub use proxy::{bind_proxy, BoundProxy};
 pub use queries::{every_service_query, rest_keys, ten_encodings, RestQuery};
 pub use sims::{sim_config, start_sim, start_sims, ADMIN, OPERATOR};
+pub use tls::{Pki, PkiFiles};
