@@ -24,27 +24,30 @@ fn hit_path_query() -> String {
     format!("/rest/cis/tasks?{}", every_service_query())
 }
 
-/// The same question as the official SDK asks it: a JSON-RPC `list` call on
-/// `POST /api` with the session in the body.
-fn jsonrpc_call(sid: &str) -> String {
-    let filter = serde_json::json!({"filter_spec": {"services": sim::service_ids()}});
+/// A question as the official SDK asks it: a JSON-RPC `list` call on `POST /api`
+/// with the session in the body; `filter` is the `/api` body.
+fn jsonrpc_call(sid: &str, filter: &serde_json::Value) -> String {
     serde_json::json!({"jsonrpc":"2.0","method":"invoke","params":{
         "serviceId":"com.vmware.cis.tasks","operationId":"list",
-        "input":vcproxy_testkit::typed::list_input(&filter),
+        "input":vcproxy_testkit::typed::list_input(filter),
         "ctx":{"appCtx":{"opId":"e8b793bf-4eff-4848-8a5d-cede35a5cc2d"},
                "securityCtx":{"schemeId":"com.vmware.vapi.std.security.session_id","sessionId":sid}}},
         "id":"0"})
     .to_string()
 }
 
-/// Warms the JSON-RPC entry on the hit child (a miss, then a hit) and writes the wrk
-/// script that sends the call: the script's path and the answer's size.
+/// Warms a JSON-RPC entry on the hit child (a miss, then a hit: `tasks` tasks) and
+/// writes the wrk script that sends the call: the script's path and the answer's
+/// size.
 fn jsonrpc_setup(
     rt: &tokio::runtime::Runtime,
     addr: &str,
     sid: &str,
+    filter: &serde_json::Value,
+    want: usize,
+    tag: &str,
 ) -> Result<(std::path::PathBuf, usize), String> {
-    let call = jsonrpc_call(sid);
+    let call = jsonrpc_call(sid, filter);
     let http = Http::new(format!("http://{addr}"));
     let mut len = 0;
     for expect in ["miss", "hit"] {
@@ -57,7 +60,7 @@ fn jsonrpc_setup(
         let v: serde_json::Value =
             serde_json::from_slice(&r.body).map_err(|e| format!("JSON-RPC answer: {e}"))?;
         let tasks = v["result"]["output"].as_array().map_or(0, Vec::len);
-        if r.status != 200 || tasks != 100 || r.cache() != expect {
+        if r.status != 200 || tasks != want || r.cache() != expect {
             return Err(format!(
                 "JSON-RPC warm-up: {} {} {tasks} tasks: {}",
                 r.status,
@@ -67,12 +70,48 @@ fn jsonrpc_setup(
         }
         len = r.body.len();
     }
-    let script = std::env::temp_dir().join(format!("vcproxy-bench-rpc-{}.lua", std::process::id()));
+    let script = std::env::temp_dir().join(format!(
+        "vcproxy-bench-rpc-{tag}-{}.lua",
+        std::process::id()
+    ));
     let lua = format!(
         "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [==[{call}]==]\n"
     );
     std::fs::write(&script, lua).map_err(|e| format!("wrk script: {e}"))?;
     Ok((script, len))
+}
+
+/// A one-task question on the hit child in `/rest`, warmed: its path, the task, and
+/// the answer's size. The per-request cost of a protocol shows on a small answer,
+/// where copying the body does not dominate.
+fn one_task_setup(
+    rt: &tokio::runtime::Runtime,
+    addr: &str,
+    sid: &str,
+) -> Result<(String, String, usize), String> {
+    let http = Http::new(format!("http://{addr}"));
+    rt.block_on(async {
+        let all = http
+            .try_call(Method::GET, &hit_path_query(), &[(SESSION, sid)], None)
+            .await?;
+        let v: serde_json::Value = serde_json::from_slice(&all.body).map_err(|e| e.to_string())?;
+        let task = v["value"][0]["key"]
+            .as_str()
+            .ok_or("no task in the hit answer")?
+            .to_owned();
+        let path = format!("/rest/cis/tasks?filter_spec.tasks={task}");
+        let mut len = 0;
+        for expect in ["miss", "hit"] {
+            let r = http
+                .try_call(Method::GET, &path, &[(SESSION, sid)], None)
+                .await?;
+            if r.status != 200 || rest_count(&r.body) != Some(1) || r.cache() != expect {
+                return Err(format!("one-task warm-up: {} {}", r.status, lossy(&r.body)));
+            }
+            len = r.body.len();
+        }
+        Ok((path, task, len))
+    })
 }
 
 /// Child process: a simulator and vcproxy on a one-worker runtime (the parent pins
@@ -126,6 +165,7 @@ pub fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
     const NAME_P99: &str = "hit path: p99 latency";
     const NAME_PACED: &str = "hit path, paced (2 ms pause per connection): latency";
     const NAME_RPC: &str = "hit path, JSON-RPC (POST /api, same 100 tasks): rps";
+    const NAME_RPC1: &str = "hit path, 1-task answer: JSON-RPC rps vs /rest rps";
     const TARGET_RPC: &str = ">= 0.90 x /rest hit";
     const TARGET_RPS: &str = ">= nginx";
     const TARGET_P99: &str = "<= nginx";
@@ -183,8 +223,16 @@ pub fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
     // ~98% of its core, and its latency figures include its own queueing).
     let pace = std::env::temp_dir().join(format!("vcproxy-bench-pace-{}.lua", std::process::id()));
     let paced = std::fs::write(&pace, "function delay()\n  return 2\nend\n").is_ok();
-    let rpc = jsonrpc_setup(rt, &addr, &sid);
+    let every = serde_json::json!({"filter_spec": {"services": sim::service_ids()}});
+    let rpc = jsonrpc_setup(rt, &addr, &sid, &every, 100, "all");
+    let one = one_task_setup(rt, &addr, &sid).and_then(|(path, task, len)| {
+        let filter = serde_json::json!({"filter_spec": {"tasks": [task]}});
+        let (script, rpc_len) = jsonrpc_setup(rt, &addr, &sid, &filter, 1, "one")?;
+        Ok((format!("http://{addr}{path}"), len, script, rpc_len))
+    });
     let mut rpc_runs = Vec::new();
+    let mut one_rest_runs = Vec::new();
+    let mut one_rpc_runs = Vec::new();
     let mut vc_runs = Vec::new();
     let mut ng_runs = Vec::new();
     let mut vc_paced = Vec::new();
@@ -223,9 +271,24 @@ pub fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
                     Err(e) => errors.push(e),
                 }
             }
+            // A one-task answer in both protocols, alternated.
+            if let (None, Ok((rest_url, _, rpc_script, _))) = (script, &one) {
+                match run_wrk(rest_url, &sid, s.hit_secs, None) {
+                    Ok(r) => one_rest_runs.push(r),
+                    Err(e) => errors.push(e),
+                }
+                let url = format!("http://{addr}/api");
+                match run_wrk(&url, &sid, s.hit_secs, Some(rpc_script)) {
+                    Ok(r) => one_rpc_runs.push(r),
+                    Err(e) => errors.push(e),
+                }
+            }
         }
     }
     if let Ok((rpc_script, _)) = &rpc {
+        let _ = std::fs::remove_file(rpc_script);
+    }
+    if let Ok((_, _, rpc_script, _)) = &one {
         let _ = std::fs::remove_file(rpc_script);
     }
     let _ = std::fs::remove_file(&pace);
@@ -235,6 +298,8 @@ pub fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
     for (who, runs) in [
         ("vcproxy", &vc_runs),
         ("vcproxy rpc", &rpc_runs),
+        ("1-task rest", &one_rest_runs),
+        ("1-task rpc", &one_rpc_runs),
         ("nginx", &ng_runs),
         ("vcproxy paced", &vc_paced),
         ("nginx paced", &ng_paced),
@@ -268,15 +333,48 @@ pub fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
             let rpc_rps = med(&rpc_runs, |r| r.rps);
             Row::new(
                 NAME_RPC,
+                // The typed answer is about twice the /rest one's bytes, and the hit
+                // path is bound by copying them: bytes per second say whether the
+                // protocol itself costs more.
                 format!(
-                    "{rpc_rps:.0} rps ({rpc_len} B body, p99 {:.3} ms, median of {}, {rpc_err} errors)",
+                    "{rpc_rps:.0} rps ({rpc_len} B body, {:.0} MB/s, p99 {:.3} ms, median of {}, {rpc_err} errors)",
+                    rpc_rps * *rpc_len as f64 / 1e6,
                     med(&rpc_runs, |r| r.p99_ms),
                     rpc_runs.len()
                 ),
-                format!("/rest hit path: {vc_rps:.0} rps ({body_len} B body)"),
+                format!(
+                    "/rest hit path: {vc_rps:.0} rps ({body_len} B body, {:.0} MB/s)",
+                    vc_rps * body_len as f64 / 1e6
+                ),
                 format!("{:.2}", rpc_rps / vc_rps),
                 TARGET_RPC,
                 Some(rpc_rps >= 0.9 * vc_rps && rpc_err == 0),
+            )
+        }
+    };
+    let one_row = match (&one, one_rest_runs.is_empty() || one_rpc_runs.is_empty()) {
+        (Err(e), _) => Row::failed(NAME_RPC1, e.clone(), TARGET_RPC),
+        (Ok(_), true) => Row::failed(NAME_RPC1, errors.join("; "), TARGET_RPC),
+        (Ok((_, rest_len, _, rpc_len)), false) => {
+            let errs: u64 = one_rest_runs
+                .iter()
+                .chain(&one_rpc_runs)
+                .map(|r| r.errors)
+                .sum();
+            let (rest_rps, rpc_rps) = (
+                med(&one_rest_runs, |r| r.rps),
+                med(&one_rpc_runs, |r| r.rps),
+            );
+            Row::new(
+                NAME_RPC1,
+                format!(
+                    "JSON-RPC {rpc_rps:.0} rps ({rpc_len} B body, median of {}, {errs} errors)",
+                    one_rpc_runs.len()
+                ),
+                format!("/rest {rest_rps:.0} rps ({rest_len} B body)"),
+                format!("{:.2}", rpc_rps / rest_rps),
+                TARGET_RPC,
+                Some(rpc_rps >= 0.9 * rest_rps && errs == 0),
             )
         }
     };
@@ -337,10 +435,12 @@ pub fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
                 ));
             }
             rows.push(rpc_row);
+            rows.push(one_row);
             rows
         }
         (Err(e), _) => vec![
             rpc_row,
+            one_row,
             Row::new(NAME, vc_rps_s, e.clone(), "", TARGET_RPS, None),
             Row::new(
                 NAME_P99,
@@ -361,6 +461,7 @@ pub fn hit_path(s: &Settings, rt: &tokio::runtime::Runtime) -> Vec<Row> {
                 None,
             ),
             rpc_row,
+            one_row,
         ],
     }
 }

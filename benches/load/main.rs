@@ -16,6 +16,11 @@
 //!   wrk Lua `delay()` of 2 ms per connection): latency at equal, unsaturated load.
 //!   Needs `wrk` and `nginx` (`benches/nginx/setup.sh`); a missing one is reported in
 //!   its row.
+//! * **Hit path, JSON-RPC** (issue 12): the same 100-task answer asked as the
+//!   official SDK asks it (`POST /api`, a JSON-RPC `list` call with the session in
+//!   the body), alternated with the `/rest` runs; and a 1-task answer in both
+//!   protocols, where the per-request cost of the protocol shows rather than the
+//!   copying of the body.
 //! * **Miss path**: 3 vCenters × 1000 tasks at 50 ms + up to 5 ms jitter; each sample
 //!   asks the proxy with `Cache-Control: no-cache` (a cold answer) and the three
 //!   simulators directly (concurrently, like the proxy's fan-out) for the same
@@ -27,6 +32,9 @@
 //! * **Load reduction**: 1000 clients polling once a second for 30 s, 5 filters in 10
 //!   encodings each, TTL 5 s: List Tasks requests per vCenter through the proxy
 //!   versus the same clients going to every simulator directly.
+//! * **Task waiters** (issue 12): 100 clients each polling Get Task for one task
+//!   once a second for 30 s, TTL 5 s: Get requests per vCenter through the proxy
+//!   versus the same waiters asking the task's vCenter directly.
 //! * **Session churn**: 200 clients (2 users) logging in, listing and logging out on
 //!   every poll: vCenter sessions opened per vCenter, proxy versus direct.
 //! * **Memory**: 10,000 distinct cached queries of 100 tasks each under a 256 MiB
@@ -39,7 +47,8 @@
 //! request at a time, where a client inside the bench is simpler and exact.
 //!
 //! Here: the settings, the runner and the final table. A file per scenario
-//! (`hit_path`, `miss_path`, `load_reduction`, `session_churn`, `memory`), and what
+//! (`hit_path`, `miss_path`, `load_reduction`, `task_waiters`, `session_churn`,
+//! `memory`), and what
 //! they use: `shared` (simulator set-up, counting, the poll loop), `stats`, `table`,
 //! `process` (this binary's child processes) and `wrk_nginx` (the external tools of
 //! the hit path).
