@@ -1,6 +1,7 @@
 //! Criterion benchmarks for the wire-format core: filter normalization (the work on
 //! every request before the cache is consulted), reading a JSON-RPC call's envelope
-//! (the work on every JSON-RPC request) and merge (the work on every miss).
+//! (the work on every JSON-RPC request), merge (the work on every miss) and the
+//! compressed copies (once per fetch) with the per-request choice among them.
 //!
 //! Run: `cargo bench --bench core`.
 
@@ -240,5 +241,67 @@ fn miss_steps(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, normalize, merging, miss_steps);
+/// What issue 13 adds per fetch (the copies, once) and per request (choosing one;
+/// a JSON-RPC head as a gzip member).
+fn encoding(c: &mut Criterion) {
+    use vcproxy::encoding::{encode, stored_member, Accepted, Encoders};
+    let mut g = c.benchmark_group("encode");
+    g.sample_size(30);
+    for tasks in [100, 1000] {
+        let body = upstream_body(0, tasks, Family::Rest);
+        let now = std::time::SystemTime::now();
+        let all = encode(body.as_bytes(), now, Encoders::default());
+        eprintln!(
+            "{tasks} tasks: identity {} B, gzip {} B, zstd {} B",
+            body.len(),
+            all.gzip.as_ref().map_or(0, |b| b.len()),
+            all.zstd.as_ref().map_or(0, |b| b.len())
+        );
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        for (name, encoders) in [
+            (
+                "gzip6",
+                Encoders {
+                    gzip: true,
+                    zstd: false,
+                },
+            ),
+            (
+                "zstd3",
+                Encoders {
+                    gzip: false,
+                    zstd: true,
+                },
+            ),
+            (
+                "tag_only",
+                Encoders {
+                    gzip: false,
+                    zstd: false,
+                },
+            ),
+        ] {
+            g.bench_function(format!("{name}_{tasks}_tasks"), |b| {
+                b.iter(|| encode(black_box(body.as_bytes()), now, encoders))
+            });
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("per_request");
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::ACCEPT_ENCODING,
+        http::HeaderValue::from_static("gzip, deflate, br, zstd"),
+    );
+    g.bench_function("accept_encoding", |b| {
+        b.iter(|| Accepted::from_headers(black_box(&headers)).choose(true, true))
+    });
+    let head = br#"{"jsonrpc":"2.0","id":"0","result":{"output":"#;
+    g.bench_function("jsonrpc_head_gzip_member", |b| {
+        b.iter(|| stored_member(black_box(head)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, normalize, merging, miss_steps, encoding);
 criterion_main!(benches);

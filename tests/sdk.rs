@@ -331,6 +331,7 @@ fn scenario_names(lists: &[Value]) -> Vec<String> {
     );
     names.extend(cases.iter().map(|c| format!("rest_list:{c}")));
     names.push("rest_get".into());
+    names.extend(["jsonrpc_gzip", "rest_gzip"].map(String::from));
     if let (Ok(only), false) = (std::env::var("VCPROXY_SDK_SCENARIOS"), ci()) {
         let only: Vec<&str> = only
             .split(',')

@@ -1,7 +1,7 @@
 //! The file as written: private serde structs that mirror it, and the defaults of the
 //! keys it may leave out. Validation turns these into the public types.
 
-use super::{Admin, Auth, ByteSize, Cache, Log, LogFormat, Merge, OnTooMany};
+use super::{Admin, Auth, ByteSize, Cache, Compression, Log, LogFormat, Merge, OnTooMany};
 use crate::auth::AuthMode;
 use crate::protocol::Family;
 use serde::de::{self, Deserializer, IgnoredAny};
@@ -188,6 +188,7 @@ impl Default for Cache {
             stale_if_error: Duration::from_secs(60),
             error_ttl: Duration::from_secs(1),
             max_memory: ByteSize::mib(256),
+            compression: vec![Compression::Gzip, Compression::Zstd],
         }
     }
 }

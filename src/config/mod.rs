@@ -106,8 +106,20 @@ pub struct Cache {
     /// Zero turns this off.
     #[serde(with = "humantime_serde")]
     pub error_ttl: Duration,
-    /// Upper bound on the cache's memory for stored answers.
+    /// Upper bound on the cache's memory for stored answers (compressed copies
+    /// included).
     pub max_memory: ByteSize,
+    /// The compressed copies kept of each cached answer of 1 KiB or more, made once
+    /// per fetch; empty: none.
+    pub compression: Vec<Compression>,
+}
+
+/// A compressed copy a cached answer may keep (`cache.compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    Zstd,
 }
 
 /// `[merge]`: how answers from several vCenters become one.

@@ -166,7 +166,17 @@ fn validate_admin(admin: &Admin, listen: &Listen) -> Result<(), ConfigError> {
 
 fn validate_cache(cache: &Cache) -> Result<(), ConfigError> {
     require_positive("cache.ttl", cache.ttl)?;
-    require_nonzero("cache.max_memory", cache.max_memory.0)
+    require_nonzero("cache.max_memory", cache.max_memory.0)?;
+    for (i, c) in cache.compression.iter().enumerate() {
+        if cache.compression[..i].contains(c) {
+            return Err(invalid(
+                "cache.compression",
+                format!("lists {c:?} twice; each of \"gzip\" and \"zstd\" at most once")
+                    .to_lowercase(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_merge(merge: &Merge) -> Result<(), ConfigError> {

@@ -5,14 +5,22 @@
 //! bytes and sets a few headers: nothing is parsed or rendered again. A JSON-RPC
 //! answer stores the answer *value* and is sent between a head carrying the
 //! request's id and a fixed tail ([`Answer::rpc_response`]).
+//!
+//! A cached success answer also carries its compressed copies and validators
+//! ([`Encoded`], made once per fetch): a hit picks the copy the client accepts,
+//! answers `If-None-Match` with `304 Not Modified`, and compresses nothing.
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, AGE, CONTENT_TYPE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, ETAG,
+    IF_NONE_MATCH, LAST_MODIFIED, VARY,
+};
 use http::{Response, StatusCode};
 use serde_json::value::RawValue;
 use std::time::{Duration, Instant};
 
 pub use super::body::Body;
+use crate::encoding::{stored_member, Accepted, Coding, Encoded, MIN_COMPRESS};
 use crate::protocol::jsonrpc::envelope::{answer_head, ANSWER_TAIL};
 use crate::protocol::{Family, VapiError, JSON};
 
@@ -43,6 +51,8 @@ pub struct Answer {
     /// before the client is answered); the cache weighs it like the body.
     pub spare: usize,
     pub created: Instant,
+    /// Compressed copies and validators, once made (cached success answers only).
+    pub encoded: Option<Encoded>,
 }
 
 impl Answer {
@@ -57,6 +67,7 @@ impl Answer {
             timing: None,
             spare: 0,
             created: Instant::now(),
+            encoded: None,
         }
     }
 
@@ -83,16 +94,95 @@ impl Answer {
         r
     }
 
+    /// The response to a request the cache answered, in a REST family: the copy
+    /// the request's `Accept-Encoding` picks, or `304 Not Modified` when its
+    /// `If-None-Match` names this answer; `fresh_for` is the time left before the
+    /// answer is stale (`Cache-Control: max-age`).
+    pub fn cached_response(
+        &self,
+        outcome: Outcome,
+        fresh_for: Duration,
+        request: &HeaderMap,
+    ) -> Response<Body> {
+        let encoded = self.encoded.as_ref().filter(|_| self.is_success());
+        let not_modified = encoded.is_some_and(|e| if_none_match(request, &e.etag));
+        let coding = match encoded {
+            Some(e) if !not_modified => {
+                Accepted::from_headers(request).choose(e.gzip.is_some(), e.zstd.is_some())
+            }
+            _ => Coding::Identity,
+        };
+        let body = match (coding, encoded) {
+            _ if not_modified => Bytes::new(),
+            (Coding::Gzip, Some(Encoded { gzip: Some(b), .. })) => b.clone(),
+            (Coding::Zstd, Some(Encoded { zstd: Some(b), .. })) => b.clone(),
+            _ => self.body.clone(),
+        };
+        let mut r = Response::new(Body::full(body));
+        *r.status_mut() = if not_modified {
+            StatusCode::NOT_MODIFIED
+        } else {
+            self.status
+        };
+        let h = r.headers_mut();
+        self.headers(h, Some(outcome));
+        if not_modified {
+            h.remove(CONTENT_TYPE);
+        }
+        self.representation_headers(h, coding);
+        h.insert(CACHE_CONTROL, cache_control(fresh_for));
+        if let Some(e) = encoded {
+            h.insert(ETAG, e.etag.clone());
+            h.insert(LAST_MODIFIED, e.last_modified.clone());
+        }
+        r
+    }
+
     /// The response to JSON-RPC request `id`: HTTP 200 always, the stored value as
     /// the `output` (a success) or the `error` (anything else) of a result carrying
-    /// that id. The value is sent as stored, between the head and the tail.
-    pub fn rpc_response(&self, id: &RawValue, outcome: Option<Outcome>) -> Response<Body> {
+    /// that id. The value is sent as stored, between the head and the tail; to a
+    /// client that accepts gzip, a stored gzip copy is sent between a gzip member
+    /// of the head and one of the tail (one gzip stream of three members).
+    pub fn rpc_response(
+        &self,
+        id: &RawValue,
+        outcome: Option<Outcome>,
+        accepted: Accepted,
+    ) -> Response<Body> {
         let head = answer_head(id, !self.is_success());
-        let body = Body::parts(head, self.body.clone(), Bytes::from_static(ANSWER_TAIL));
+        let gzip = self
+            .encoded
+            .as_ref()
+            .filter(|_| self.is_success() && accepted.gzip())
+            .and_then(|e| e.gzip.clone());
+        let (body, coding) = match gzip {
+            Some(gz) => (
+                Body::parts(stored_member(&head), gz, rpc_tail_member()),
+                Coding::Gzip,
+            ),
+            None => (
+                Body::parts(head, self.body.clone(), Bytes::from_static(ANSWER_TAIL)),
+                Coding::Identity,
+            ),
+        };
         let mut r = Response::new(body);
-        self.headers(r.headers_mut(), outcome);
-        r.headers_mut().insert(CONTENT_TYPE, JSON);
+        let h = r.headers_mut();
+        self.headers(h, outcome);
+        h.insert(CONTENT_TYPE, JSON);
+        if outcome.is_some() {
+            self.representation_headers(h, coding);
+        }
         r
+    }
+
+    /// `Content-Encoding` and, for an answer that may be sent compressed, `Vary`.
+    fn representation_headers(&self, h: &mut HeaderMap, coding: Coding) {
+        if let Some(token) = coding.token() {
+            h.insert(CONTENT_ENCODING, HeaderValue::from_static(token));
+        }
+        if self.is_success() && self.body.len() >= MIN_COMPRESS {
+            h.insert(VARY, HeaderValue::from_static("accept-encoding"));
+        }
     }
 
     fn headers(&self, h: &mut HeaderMap, outcome: Option<Outcome>) {
@@ -112,6 +202,72 @@ impl Answer {
             h.insert(SERVER_TIMING, v.clone());
         }
     }
+}
+
+/// The JSON-RPC answer's fixed tail as a gzip member, made once.
+fn rpc_tail_member() -> Bytes {
+    static TAIL: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    TAIL.get_or_init(|| stored_member(ANSWER_TAIL)).clone()
+}
+
+/// `private`: answers are per user, and a shared cache must not keep them.
+fn cache_control(fresh_for: Duration) -> HeaderValue {
+    let secs = fresh_for.as_secs();
+    // The common values, without formatting on the hit path.
+    const PRE: [&str; 6] = [
+        "private, max-age=0",
+        "private, max-age=1",
+        "private, max-age=2",
+        "private, max-age=3",
+        "private, max-age=4",
+        "private, max-age=5",
+    ];
+    match PRE.get(secs as usize) {
+        Some(v) => HeaderValue::from_static(v),
+        None => HeaderValue::from_str(&format!("private, max-age={secs}"))
+            .expect("digits are a valid header value"),
+    }
+}
+
+/// Whether `If-None-Match` names `etag` (weak comparison, RFC 9110 §13.1.2), or is
+/// `*` (any current representation).
+fn if_none_match(request: &HeaderMap, etag: &HeaderValue) -> bool {
+    fn opaque(tag: &[u8]) -> Option<&[u8]> {
+        let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
+        (tag.len() >= 2 && tag[0] == b'"' && tag[tag.len() - 1] == b'"').then_some(tag)
+    }
+    let Some(ours) = opaque(etag.as_bytes()) else {
+        return false;
+    };
+    request.get_all(IF_NONE_MATCH).iter().any(|field| {
+        let mut rest = field.as_bytes();
+        loop {
+            rest = rest.trim_ascii_start();
+            if rest.is_empty() {
+                return false;
+            }
+            if rest[0] == b'*' {
+                return true;
+            }
+            // One entity-tag: [W/] DQUOTE *etagc DQUOTE (etagc may hold commas).
+            let start = if rest.starts_with(b"W/") { 2 } else { 0 };
+            if rest.get(start) != Some(&b'"') {
+                return false;
+            }
+            let Some(close) = rest[start + 1..].iter().position(|&b| b == b'"') else {
+                return false;
+            };
+            let end = start + close + 2;
+            if opaque(&rest[..end]) == Some(ours) {
+                return true;
+            }
+            rest = rest[end..].trim_ascii_start();
+            match rest.first() {
+                Some(b',') => rest = &rest[1..],
+                _ => return false,
+            }
+        }
+    })
 }
 
 /// How a request was answered, for the `vcproxy-cache` header and metrics.
@@ -160,4 +316,45 @@ pub fn server_timing<'a>(
     }
     let _ = write!(value, "merge;dur={:.2}", ms(merge));
     HeaderValue::from_str(&value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(IF_NONE_MATCH, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly_and_reads_lists() {
+        let tag = HeaderValue::from_static("W/\"abc\"");
+        assert!(if_none_match(&request(&["W/\"abc\""]), &tag));
+        assert!(if_none_match(&request(&["\"abc\""]), &tag));
+        assert!(if_none_match(&request(&["\"x,y\", W/\"abc\""]), &tag));
+        assert!(if_none_match(&request(&["\"x\"", "\"abc\""]), &tag));
+        assert!(if_none_match(&request(&["*"]), &tag));
+        assert!(!if_none_match(&request(&[]), &tag));
+        assert!(!if_none_match(&request(&["\"abcd\""]), &tag));
+        assert!(!if_none_match(&request(&["abc"]), &tag));
+        assert!(!if_none_match(&request(&["\"abc"]), &tag));
+        assert!(!if_none_match(&request(&["\"x\" \"abc\""]), &tag));
+    }
+
+    #[test]
+    fn max_age_is_whole_seconds_left() {
+        assert_eq!(
+            cache_control(Duration::from_millis(4999)),
+            "private, max-age=4"
+        );
+        assert_eq!(cache_control(Duration::ZERO), "private, max-age=0");
+        assert_eq!(
+            cache_control(Duration::from_secs(3600)),
+            "private, max-age=3600"
+        );
+    }
 }

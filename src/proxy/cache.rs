@@ -15,12 +15,19 @@
 //! * stale-if-error: when a fetch fails (5xx or no answer), a good entry within the
 //!   window is served instead of the failure.
 //!
+//! A success answer that is kept gets its compressed copies and validators
+//! ([`crate::encoding`]) once per fetch, after the fetch has been cached and
+//! has answered its waiters: until they are made, requests get the identity bytes;
+//! then the entry is replaced by its encoded twin (same fetch time, so the same
+//! expiry), weighed with its copies.
+//!
 //! Error answers are cached for `error_ttl` (so a bad filter polled by many clients
 //! costs vCenter once per window), except 401 and 403, which are about one session
 //! and must never be served to another.
 
 use http::StatusCode;
 use moka::future::Cache;
+use moka::ops::compute::Op;
 use moka::Expiry;
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,6 +36,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::answer::{Answer, Outcome};
+use crate::encoding::{encode, Encoders};
 
 /// Who asked which question: the principal and the canonical request key
 /// ([`crate::protocol::filter::Resolved::key`], which holds the API family).
@@ -65,7 +73,9 @@ impl Policy {
 /// An entry's weight against `max_bytes`: the body, its slack, the key and the
 /// bookkeeping around them.
 fn weight(key: &CacheKey, answer: &Answer) -> u32 {
-    let bytes = answer.body.len() + answer.spare + key.request.len() + key.principal.len() + 160;
+    let copies = answer.encoded.as_ref().map_or(0, |e| e.weight());
+    let bytes =
+        answer.body.len() + answer.spare + copies + key.request.len() + key.principal.len() + 160;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -76,6 +86,8 @@ pub struct CacheSettings {
     pub stale_if_error: Duration,
     pub error_ttl: Duration,
     pub max_bytes: u64,
+    /// The compressed copies made of each kept success answer.
+    pub encoders: Encoders,
 }
 
 impl From<&crate::config::Cache> for CacheSettings {
@@ -86,6 +98,10 @@ impl From<&crate::config::Cache> for CacheSettings {
             stale_if_error: c.stale_if_error,
             error_ttl: c.error_ttl,
             max_bytes: c.max_memory.0,
+            encoders: Encoders {
+                gzip: c.compression.contains(&crate::config::Compression::Gzip),
+                zstd: c.compression.contains(&crate::config::Compression::Zstd),
+            },
         }
     }
 }
@@ -98,6 +114,7 @@ impl Default for CacheSettings {
             stale_if_error: Duration::from_secs(60),
             error_ttl: Duration::from_secs(1),
             max_bytes: 256 * 1024 * 1024,
+            encoders: Encoders::default(),
         }
     }
 }
@@ -114,13 +131,15 @@ impl Expiry<Arc<CacheKey>, Arc<Answer>> for EntryExpiry {
         &self,
         _: &Arc<CacheKey>,
         entry: &Arc<Answer>,
-        _: Instant,
+        now: Instant,
     ) -> Option<Duration> {
-        Some(if entry.is_success() {
+        // From the fetch, not from the insert (which follows the compression).
+        let keep = if entry.is_success() {
             self.keep_good
         } else {
             self.keep_error
-        })
+        };
+        Some(keep.saturating_sub(entry.age(now)))
     }
     fn expire_after_update(
         &self,
@@ -269,10 +288,11 @@ impl ResponseCache {
                 key: &key,
             };
             let entry = Arc::new(fut.await);
-            match Policy::of(entry.status) {
+            let policy = Policy::of(entry.status);
+            match policy {
                 Policy::Keep => {
                     this.recent_failures.invalidate(&key).await;
-                    this.entries.insert(key.clone(), entry.clone()).await
+                    this.put(&key, entry.clone()).await;
                 }
                 Policy::Failure => {
                     // Keep a good entry that stale-if-error may still serve; otherwise
@@ -281,7 +301,7 @@ impl ResponseCache {
                     if keep_good {
                         this.recent_failures.insert(key.clone(), ()).await;
                     } else {
-                        this.entries.insert(key.clone(), entry.clone()).await;
+                        this.put(&key, entry.clone()).await;
                     }
                 }
                 Policy::Private => {}
@@ -290,10 +310,63 @@ impl ResponseCache {
             // from now on finds the cache entry (or starts its own fetch) instead of
             // joining a flight that has already landed.
             drop(_guard);
-            let _ = tx.send(Some(entry));
+            let _ = tx.send(Some(entry.clone()));
+            // Then the copies, off every request's path; the entry is replaced by
+            // its encoded twin unless a newer fetch has replaced it meanwhile.
+            if policy == Policy::Keep && entry.status == StatusCode::OK {
+                let encoded = this.encoded(&entry).await;
+                this.entries
+                    .entry(key.clone())
+                    .and_compute_with(|current| {
+                        let same = current.is_some_and(|c| Arc::ptr_eq(c.value(), &entry));
+                        std::future::ready(if same { Op::Put(encoded) } else { Op::Nop })
+                    })
+                    .await;
+            }
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));
         (rx, true)
+    }
+
+    /// Caches `entry` under `key`. Through the key's lock, like the replacement of
+    /// an entry by its encoded twin, so that the two never interleave.
+    async fn put(&self, key: &Arc<CacheKey>, entry: Arc<Answer>) {
+        self.entries
+            .entry(key.clone())
+            .and_compute_with(|_| std::future::ready(Op::Put(entry)))
+            .await;
+    }
+
+    /// `answer` with its compressed copies and validators, made on the blocking
+    /// pool; `answer` itself if that fails.
+    async fn encoded(&self, answer: &Arc<Answer>) -> Arc<Answer> {
+        let encoders = self.settings.encoders;
+        let source = answer.clone();
+        let made = tokio::task::spawn_blocking(move || {
+            let fetched = std::time::SystemTime::now() - source.age(Instant::now());
+            Answer {
+                encoded: Some(encode(&source.body, fetched, encoders)),
+                ..(*source).clone()
+            }
+        })
+        .await;
+        match made {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                tracing::warn!(error = %e, "compressing an answer failed; kept uncompressed");
+                answer.clone()
+            }
+        }
+    }
+
+    /// How long `entry` stays fresh from `now` (`Cache-Control: max-age`).
+    pub fn fresh_for(&self, entry: &Answer, now: Instant) -> Duration {
+        let ttl = if entry.is_success() {
+            self.settings.ttl
+        } else {
+            self.settings.error_ttl
+        };
+        ttl.saturating_sub(entry.age(now))
     }
 
     /// Drops every entry (the admin `POST /cache/purge`).

@@ -98,6 +98,7 @@ impl UpstreamFailure {
             timing: None,
             spare: 0,
             created: Instant::now(),
+            encoded: None,
         }
     }
 }

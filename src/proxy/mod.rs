@@ -9,7 +9,8 @@
 //!   which one that is);
 //! * [`failure`]: which vCenter failure the client hears of;
 //! * [`answer`]: the prepared answer and its conversion into a response ([`body`]:
-//!   the response body, sent in parts without copying).
+//!   the response body, sent in parts without copying; its compressed copies come
+//!   from [`crate::encoding`]).
 //!
 //! [`state`] builds the proxy from the configuration, [`server`] runs its listeners;
 //! [`admin`] serves operators; [`metrics`] counts.

@@ -7,6 +7,8 @@
 //! * `caching`: one fan-out per question and TTL whatever its spelling, the merged
 //!   answer, entries per user, the stale windows, `no-cache`, coalescing, and the
 //!   `Server-Timing` a fetched answer carries.
+//! * `compression`: the stored gzip and zstd copies, `Accept-Encoding`, `ETag` and
+//!   `304`, nothing compressed that carries a secret, JSON-RPC's gzip members.
 //! * `sessions`: client logins over pooled vCenter sessions, renewal, idle expiry,
 //!   service-account mode, and secrets kept out of the logs.
 //! * `get_task`: Get Task via the owning vCenter, cached and coalesced; the SDK's
@@ -28,6 +30,7 @@
 
 mod admin_shutdown;
 mod caching;
+mod compression;
 mod errors;
 mod get_task;
 mod jsonrpc;

@@ -12,6 +12,7 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 
 use super::{session, session_id, tasks, wants_fresh, Reply};
+use crate::encoding::Accepted;
 use crate::protocol::get_task::GetTask;
 use crate::protocol::jsonrpc::envelope::{parse_call, ProtocolError, Security};
 use crate::protocol::jsonrpc::{self, OPERATION_HEADER, SERVICE_HEADER};
@@ -87,7 +88,11 @@ pub(super) async fn serve(
         }
     };
     let route = operation.map_or("not_found", Operation::name);
-    (route, reply.answer.rpc_response(call.id, reply.outcome))
+    let accepted = Accepted::from_headers(&parts.headers);
+    (
+        route,
+        reply.answer.rpc_response(call.id, reply.outcome, accepted),
+    )
 }
 
 /// A request that is not a JSON-RPC call: a top-level `error`, HTTP 200.

@@ -18,7 +18,8 @@
 //!
 //! Handlers return a [`Reply`] (an answer and how the cache produced it); the
 //! protocol's envelope turns it into a response in one place each:
-//! [`Answer::response`] and [`Answer::rpc_response`].
+//! [`Answer::cached_response`] (and [`Answer::response`] for answers the cache did
+//! not give) and [`Answer::rpc_response`].
 
 mod jsonrpc;
 mod session;
@@ -50,6 +51,8 @@ use crate::protocol::{Family, Operation, VapiError, SESSION_HEADER};
 pub(super) struct Reply {
     pub answer: Arc<Answer>,
     pub outcome: Option<Outcome>,
+    /// For a cached answer, how long it stays fresh (`Cache-Control: max-age`).
+    pub fresh_for: std::time::Duration,
 }
 
 impl Reply {
@@ -57,6 +60,18 @@ impl Reply {
         Reply {
             answer: Arc::new(answer),
             outcome: None,
+            fresh_for: std::time::Duration::ZERO,
+        }
+    }
+
+    /// The response in a REST family: a cached answer as the request's
+    /// `Accept-Encoding` and `If-None-Match` ask, anything else as it is.
+    fn response(&self, request: &HeaderMap) -> Response<Body> {
+        match self.outcome {
+            Some(outcome) => self
+                .answer
+                .cached_response(outcome, self.fresh_for, request),
+            None => self.answer.response(None),
         }
     }
 
@@ -146,7 +161,7 @@ async fn rest(
             tasks::get(proxy, family, session, ask, wants_fresh(&parts.headers)).await
         }
     };
-    (operation.name(), reply.answer.response(reply.outcome))
+    (operation.name(), reply.response(&parts.headers))
 }
 
 /// The session id a REST request carries.

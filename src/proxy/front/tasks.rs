@@ -88,6 +88,7 @@ where
             tracing::Span::current().record("cache", outcome.as_str());
             proxy.metrics.cache_outcome(outcome, entry.body.len());
             Reply {
+                fresh_for: proxy.cache.fresh_for(&entry, std::time::Instant::now()),
                 answer: entry,
                 outcome: Some(outcome),
             }
