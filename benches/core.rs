@@ -247,8 +247,25 @@ fn encoding(c: &mut Criterion) {
     use vcproxy::encoding::{encode, stored_member, Accepted, Encoders};
     let mut g = c.benchmark_group("encode");
     g.sample_size(30);
+    // The simulator's task JSON (its `/api` list of every task): realistic text to
+    // compress, unlike the merge benches' repetitive generated bodies.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     for tasks in [100, 1000] {
-        let body = upstream_body(0, tasks, Family::Rest);
+        let body = rt.block_on(async {
+            let config = vcproxy::sim::SimConfig {
+                tasks,
+                seed: 7,
+                static_tasks: true,
+                ..Default::default()
+            };
+            let sim = vcproxy::sim::start("127.0.0.1:0".parse().unwrap(), config)
+                .await
+                .unwrap();
+            String::from_utf8(sim.tasks_api_json().to_vec()).unwrap()
+        });
         let now = std::time::SystemTime::now();
         let all = encode(body.as_bytes(), now, Encoders::default());
         eprintln!(
@@ -267,7 +284,7 @@ fn encoding(c: &mut Criterion) {
                 },
             ),
             (
-                "zstd3",
+                "zstd6",
                 Encoders {
                     gzip: false,
                     zstd: true,
@@ -294,7 +311,7 @@ fn encoding(c: &mut Criterion) {
         http::HeaderValue::from_static("gzip, deflate, br, zstd"),
     );
     g.bench_function("accept_encoding", |b| {
-        b.iter(|| Accepted::from_headers(black_box(&headers)).choose(true, true))
+        b.iter(|| Accepted::from_headers(black_box(&headers)).choose(Some(11_000), Some(10_000)))
     });
     let head = br#"{"jsonrpc":"2.0","id":"0","result":{"output":"#;
     g.bench_function("jsonrpc_head_gzip_member", |b| {

@@ -15,12 +15,12 @@ use vcproxy_testkit::{every_service_query, start_sims, Http, SESSION};
 
 /// The simulator behind both servers of the hit path: 100 tasks, so that a list of
 /// every service is the 100-task answer.
-fn hit_sim_config() -> SimConfig {
+pub(crate) fn hit_sim_config() -> SimConfig {
     sim_config(100, 7, realistic_faults())
 }
 
 /// The hit path's question: every service, so every task of the simulator.
-fn hit_path_query() -> String {
+pub(crate) fn hit_path_query() -> String {
     format!("/rest/cis/tasks?{}", every_service_query())
 }
 
@@ -39,7 +39,7 @@ fn jsonrpc_call(sid: &str, filter: &serde_json::Value) -> String {
 /// Warms a JSON-RPC entry on the hit child (a miss, then a hit: `tasks` tasks) and
 /// writes the wrk script that sends the call: the script's path and the answer's
 /// size.
-fn jsonrpc_setup(
+pub(crate) fn jsonrpc_setup(
     rt: &tokio::runtime::Runtime,
     addr: &str,
     sid: &str,
@@ -151,7 +151,7 @@ pub fn hit_child() {
 
 /// Starts the hit child pinned to core 0: the child, its address, an administrator's
 /// session id on it, and the cached answer's size.
-fn spawn_hit_child() -> Result<(Kid, String, String, usize), String> {
+pub(crate) fn spawn_hit_child() -> Result<(Kid, String, String, usize), String> {
     let (kid, words) = spawn_child(Some("0"), &[HIT_CHILD], &[])?;
     match words.as_slice() {
         [addr, sid, len] => Ok((kid, addr.clone(), sid.clone(), len.parse().unwrap_or(0))),

@@ -21,6 +21,12 @@
 //!   the body), alternated with the `/rest` runs; and a 1-task answer in both
 //!   protocols, where the per-request cost of the protocol shows rather than the
 //!   copying of the body.
+//! * **Hit path, gzip** (issue 13, `gzip`): the same 100-task answer with
+//!   `Accept-Encoding: gzip` from vcproxy (its stored gzip copy), Varnish storing
+//!   gzip (`beresp.do_gzip`) and nginx gzipping each hit (`gzip on`), each on core 0
+//!   with wrk on core 1, rounds alternating; the bytes per answer in each coding;
+//!   and the JSON-RPC answer of the same tasks gzipped (three members) against it.
+//!   Needs `varnish` too (`benches/nginx/setup.sh`).
 //! * **Miss path**: 3 vCenters × 1000 tasks at 50 ms + up to 5 ms jitter; each sample
 //!   asks the proxy with `Cache-Control: no-cache` (a cold answer) and the three
 //!   simulators directly (concurrently, like the proxy's fan-out) for the same
@@ -29,6 +35,9 @@
 //!   simulators, the proxy and the client run in three processes, as deployed;
 //!   a second row times the same answer served from the cache: the extra hop
 //!   alone, the floor under the overhead.
+//!   `miss_plain` runs the same with `[cache] compression = []`: the baseline for
+//!   what making the compressed copies (after the answer, on a blocking thread)
+//!   costs a miss.
 //! * **Load reduction**: 1000 clients polling once a second for 30 s, 5 filters in 10
 //!   encodings each, TTL 5 s: List Tasks requests per vCenter through the proxy
 //!   versus the same clients going to every simulator directly.
@@ -47,12 +56,13 @@
 //! request at a time, where a client inside the bench is simpler and exact.
 //!
 //! Here: the settings, the runner and the final table. A file per scenario
-//! (`hit_path`, `miss_path`, `load_reduction`, `task_waiters`, `session_churn`,
-//! `memory`), and what
+//! (`hit_path`, `hit_gzip`, `miss_path`, `load_reduction`, `task_waiters`,
+//! `session_churn`, `memory`), and what
 //! they use: `shared` (simulator set-up, counting, the poll loop), `stats`, `table`,
 //! `process` (this binary's child processes) and `wrk_nginx` (the external tools of
 //! the hit path).
 
+mod hit_gzip;
 mod hit_path;
 mod load_reduction;
 mod memory;
@@ -161,9 +171,17 @@ fn main() {
         eprintln!("== hit path");
         rows.extend(hit_path::hit_path(&settings, &rt));
     }
+    if wanted("gzip") {
+        eprintln!("== hit path, gzip");
+        rows.extend(hit_gzip::hit_gzip(&settings, &rt));
+    }
     if wanted("miss") {
         eprintln!("== miss path");
-        rows.extend(rt.block_on(miss_path::miss_path(&settings)));
+        rows.extend(rt.block_on(miss_path::miss_path(&settings, true)));
+    }
+    if wanted("miss_plain") {
+        eprintln!("== miss path, compression off");
+        rows.extend(rt.block_on(miss_path::miss_path(&settings, false)));
     }
     if wanted("load") {
         eprintln!("== load reduction");

@@ -1,6 +1,7 @@
-//! The hit path's external tools: wrk (run pinned to core 1, its output read) and
-//! nginx (configured from `benches/nginx/nginx.conf.template`, pinned to core 0,
-//! stopped when dropped).
+//! The hit path's external tools: wrk (run pinned to core 1, its output read),
+//! nginx (configured from `benches/nginx/nginx.conf.template`: a plain server and a
+//! `gzip on` one) and Varnish (`benches/nginx/varnish.vcl.template`, storing gzip),
+//! both pinned to core 0 and stopped when dropped.
 
 use crate::process::Kid;
 use std::io::Read;
@@ -94,11 +95,25 @@ pub fn run_wrk(
     secs: u64,
     script: Option<&std::path::Path>,
 ) -> Result<WrkResult, String> {
+    run_wrk_with(url, sid, secs, script, &[])
+}
+
+/// [`run_wrk`] with extra request headers (`"Name: value"`).
+pub fn run_wrk_with(
+    url: &str,
+    sid: &str,
+    secs: u64,
+    script: Option<&std::path::Path>,
+    headers: &[&str],
+) -> Result<WrkResult, String> {
     let mut wrk = Command::new("taskset");
     wrk.args(["-c", "1", "wrk", "-t1", "-c64"])
         .arg(format!("-d{secs}s"))
         .args(["--latency", "--timeout", "5s", "-H"])
         .arg(format!("{SESSION}: {sid}"));
+    for h in headers {
+        wrk.arg("-H").arg(h);
+    }
     if let Some(script) = script {
         wrk.arg("-s").arg(script);
     }
@@ -118,23 +133,118 @@ pub struct Nginx {
     kid: Kid,
     dir: PathBuf,
     pub addr: SocketAddr,
+    /// The same cache behind `gzip on; gzip_types application/json; gzip_proxied any;`.
+    pub gzip_addr: SocketAddr,
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // SIGTERM to the master stops its workers too (SIGKILL would orphan them).
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.kid.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.kid.0.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        stop(&mut self.kid, &self.dir);
     }
+}
+
+/// SIGTERM to a server's master process (it stops its workers or child too;
+/// SIGKILL would orphan them), then its directory removed.
+fn stop(kid: &mut Kid, dir: &std::path::Path) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &kid.0.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = kid.0.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Waits until `addr` accepts connections; the server's error when it exits first.
+fn wait_listening(
+    kid: &mut Kid,
+    addr: SocketAddr,
+    what: &str,
+    log: &std::path::Path,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = kid.0.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = kid.0.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("{what} exited ({status}): {err}{log}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{what} did not start listening within 10 s"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// The varnishd binary, if installed.
+pub fn find_varnishd() -> Option<String> {
+    ["/usr/sbin/varnishd", "/usr/local/sbin/varnishd"]
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(|p| (*p).to_owned())
+        .or_else(|| have("varnishd").then(|| "varnishd".to_owned()))
+}
+
+/// Varnish in front of a simulator in this process, storing answers gzipped;
+/// stopped when dropped.
+pub struct Varnish {
+    kid: Kid,
+    dir: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Varnish {
+    fn drop(&mut self) {
+        stop(&mut self.kid, &self.dir);
+    }
+}
+
+/// varnishd on a free loopback port, pinned to core 0 (all its threads), with
+/// `benches/nginx/varnish.vcl.template` in front of `upstream`, once it accepts
+/// connections. `-j none`: no privilege separation (the bench may run as root
+/// or not); `-s malloc`: objects in memory, as vcproxy keeps them.
+pub fn start_varnish(varnishd: &str, upstream: SocketAddr) -> Result<Varnish, String> {
+    let dir = std::env::temp_dir().join(format!("vcproxy-bench-varnish-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let vcl = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/nginx/varnish.vcl.template"
+    ))
+    .replace("@UPSTREAM_HOST@", &upstream.ip().to_string())
+    .replace("@UPSTREAM_PORT@", &upstream.port().to_string());
+    let vcl_path = dir.join("default.vcl");
+    std::fs::write(&vcl_path, vcl).map_err(|e| e.to_string())?;
+    let log = dir.join("varnishd.log");
+    let child = Command::new("taskset")
+        .args(["-c", "0", varnishd, "-F", "-j", "none", "-n"])
+        .arg(dir.join("work"))
+        .arg("-a")
+        .arg(addr.to_string())
+        .arg("-f")
+        .arg(&vcl_path)
+        .args(["-s", "malloc,256m"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("varnishd: {e}"))?;
+    let mut v = Varnish {
+        kid: Kid(child),
+        dir,
+        addr,
+    };
+    wait_listening(&mut v.kid, addr, "varnishd", &log)?;
+    Ok(v)
 }
 
 /// nginx (binary `nginx`) on a free loopback port with `proxy_cache` in front of
@@ -151,11 +261,13 @@ pub fn start_nginx(nginx: &str, upstream: SocketAddr) -> Result<Nginx, String> {
             .map_err(|e| e.to_string())?;
     }
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gzip_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let conf = include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/benches/nginx/nginx.conf.template"
     ))
     .replace("@DIR@", &dir.display().to_string())
+    .replace("@LISTEN_GZIP@", &gzip_addr.to_string())
     .replace("@LISTEN@", &addr.to_string())
     .replace("@UPSTREAM@", &upstream.to_string());
     let conf_path = dir.join("nginx.conf");
@@ -170,27 +282,14 @@ pub fn start_nginx(nginx: &str, upstream: SocketAddr) -> Result<Nginx, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("nginx: {e}"))?;
+    let log = dir.join("error.log");
     let mut n = Nginx {
         kid: Kid(child),
         dir,
         addr,
+        gzip_addr,
     };
-    // Wait until it accepts connections.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = n.kid.0.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = n.kid.0.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            let log = std::fs::read_to_string(n.dir.join("error.log")).unwrap_or_default();
-            return Err(format!("nginx exited ({status}): {err}{log}"));
-        }
-        if Instant::now() > deadline {
-            return Err("nginx did not start listening within 10 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    n.addr = addr;
+    wait_listening(&mut n.kid, addr, "nginx", &log)?;
+    wait_listening(&mut n.kid, gzip_addr, "nginx", &log)?;
     Ok(n)
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Installs nginx and wrk for `cargo bench --bench load`'s hit-path comparison.
+# Installs nginx, Varnish and wrk for `cargo bench --bench load`'s hit-path
+# comparison.
 #
-#   benches/nginx/setup.sh                      install nginx (light) and wrk
+#   benches/nginx/setup.sh                      install nginx (light), varnish, wrk
 #   benches/nginx/setup.sh render DIR LISTEN UPSTREAM
 #                                               also write DIR/nginx.conf from the
 #                                               template (LISTEN, UPSTREAM: host:port)
@@ -13,8 +14,9 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 
 install() {
-    if command -v nginx >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1; then
-        echo "nginx and wrk already installed: $(command -v nginx) $(command -v wrk)"
+    if command -v nginx >/dev/null 2>&1 && command -v wrk >/dev/null 2>&1 &&
+        { command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ]; }; then
+        echo "nginx, varnish and wrk already installed"
         return
     fi
     sudo=""
@@ -26,11 +28,13 @@ install() {
     else
         pkg=nginx
     fi
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "$pkg" wrk
-    # The packaged service is not needed (and must not hold port 80 for nothing).
-    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
-        $sudo systemctl stop nginx || true
-    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "$pkg" varnish wrk
+    # The packaged services are not needed (and must not hold ports for nothing).
+    for svc in nginx varnish varnishncsa; do
+        if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet $svc 2>/dev/null; then
+            $sudo systemctl stop $svc || true
+        fi
+    done
 }
 
 render() {
@@ -38,7 +42,10 @@ render() {
     mkdir -p "$dir/cache" "$dir/proxy_temp" "$dir/client_body"
     # Workers run as nobody when the master is root.
     chmod 0777 "$dir" "$dir/cache" "$dir/proxy_temp" "$dir/client_body"
-    sed -e "s|@DIR@|$dir|g" -e "s|@LISTEN@|$listen|g" -e "s|@UPSTREAM@|$upstream|g" \
+    # The gzip server listens on the next port.
+    gzip_listen="${listen%:*}:$((${listen##*:} + 1))"
+    sed -e "s|@DIR@|$dir|g" -e "s|@LISTEN_GZIP@|$gzip_listen|g" -e "s|@LISTEN@|$listen|g" \
+        -e "s|@UPSTREAM@|$upstream|g" \
         "$here/nginx.conf.template" >"$dir/nginx.conf"
     echo "wrote $dir/nginx.conf; start with: nginx -p $dir -c $dir/nginx.conf"
 }

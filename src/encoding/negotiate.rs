@@ -87,20 +87,22 @@ impl Accepted {
         }
     }
 
-    /// The best coding among those the answer has: the highest weight; on a tie
-    /// the smaller copy (zstd, then gzip, then identity). Identity when nothing
-    /// acceptable is available (the rule: never a 406).
-    pub fn choose(self, has_gzip: bool, has_zstd: bool) -> Coding {
-        let mut best = (self.identity, Coding::Identity);
-        for (q, coding, has) in [
-            (self.gzip, Coding::Gzip, has_gzip),
-            (self.zstd, Coding::Zstd, has_zstd),
+    /// The best coding among the copies the answer has (their sizes, `None` where
+    /// there is none): the highest weight; on a tie the smaller copy, and a copy
+    /// before identity. Identity when nothing acceptable is available (never a
+    /// 406).
+    pub fn choose(self, gzip: Option<usize>, zstd: Option<usize>) -> Coding {
+        let mut best = (self.identity, usize::MAX, Coding::Identity);
+        for (q, coding, size) in [
+            (self.gzip, Coding::Gzip, gzip),
+            (self.zstd, Coding::Zstd, zstd),
         ] {
-            if has && q > 0 && q >= best.0 {
-                best = (q, coding);
+            let Some(size) = size else { continue };
+            if q > 0 && (q > best.0 || (q == best.0 && size < best.1)) {
+                best = (q, size, coding);
             }
         }
-        best.1
+        best.2
     }
 
     pub fn gzip(self) -> bool {
@@ -152,8 +154,9 @@ mod tests {
         Accepted::from_headers(&h)
     }
 
+    /// With a zstd copy smaller than the gzip one.
     fn choose(values: &[&'static str]) -> Coding {
-        accepted(values).choose(true, true)
+        accepted(values).choose(Some(110), Some(100))
     }
 
     #[test]
@@ -206,9 +209,17 @@ mod tests {
     #[test]
     fn only_the_copies_the_answer_has() {
         let a = accepted(&["gzip, zstd"]);
-        assert_eq!(a.choose(true, false), Coding::Gzip);
-        assert_eq!(a.choose(false, true), Coding::Zstd);
-        assert_eq!(a.choose(false, false), Coding::Identity);
+        assert_eq!(a.choose(Some(10), None), Coding::Gzip);
+        assert_eq!(a.choose(None, Some(10)), Coding::Zstd);
+        assert_eq!(a.choose(None, None), Coding::Identity);
+        // Equal weights: the smaller copy.
+        assert_eq!(a.choose(Some(10), Some(11)), Coding::Gzip);
+        assert_eq!(a.choose(Some(11), Some(10)), Coding::Zstd);
+        // Weights first, whatever the sizes.
+        assert_eq!(
+            accepted(&["gzip;q=0.5, zstd"]).choose(Some(1), Some(100)),
+            Coding::Zstd
+        );
         assert!(a.gzip() && !Accepted::IDENTITY_ONLY.gzip());
     }
 }

@@ -107,9 +107,10 @@ impl Answer {
         let encoded = self.encoded.as_ref().filter(|_| self.is_success());
         let not_modified = encoded.is_some_and(|e| if_none_match(request, &e.etag));
         let coding = match encoded {
-            Some(e) if !not_modified => {
-                Accepted::from_headers(request).choose(e.gzip.is_some(), e.zstd.is_some())
-            }
+            Some(e) if !not_modified => Accepted::from_headers(request).choose(
+                e.gzip.as_ref().map(Bytes::len),
+                e.zstd.as_ref().map(Bytes::len),
+            ),
             _ => Coding::Identity,
         };
         let body = match (coding, encoded) {
