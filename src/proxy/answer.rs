@@ -126,6 +126,8 @@ impl Answer {
             self.status
         };
         let h = r.headers_mut();
+        // Room for every header below at once, rather than a rehash midway.
+        h.reserve(10);
         self.headers(h, Some(outcome));
         if not_modified {
             h.remove(CONTENT_TYPE);

@@ -97,7 +97,7 @@ impl Metrics {
         let cache_bytes_served = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "cache_served_bytes",
-            "Response body bytes served, by cache outcome",
+            "Response body bytes served (as sent: compressed when compressed), by cache outcome",
             cache_bytes_served.clone(),
         );
         let cache_entries = Gauge::default();

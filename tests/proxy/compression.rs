@@ -50,10 +50,13 @@ impl Ask {
     }
 
     async fn send(&self, env: &Env, sid: &str, headers: &[(&str, &str)]) -> Resp {
+        self.send_via(&env.http, sid, headers).await
+    }
+
+    async fn send_via(&self, http: &Http, sid: &str, headers: &[(&str, &str)]) -> Resp {
         let mut h = vec![(common::SESSION, sid), ("content-type", "application/json")];
         h.extend_from_slice(headers);
-        env.http
-            .call(self.method.clone(), &self.path, &h, self.body.as_deref())
+        http.call(self.method.clone(), &self.path, &h, self.body.as_deref())
             .await
     }
 }
@@ -197,7 +200,26 @@ async fn accept_encoding_q_values_pick_the_copy() {
         };
         assert_eq!(body, identity.body, "{accept:?}");
     }
-    // HTTP/2 is covered by the same code path: the listener serves both.
+    // HTTP/2 (prior knowledge on the clear-text listener) negotiates the same way.
+    let h2 = Http::h2(env.http.base.clone(), rustls::RootCertStore::empty());
+    for (accept, expected) in [
+        ("gzip", Some("gzip")),
+        ("zstd;q=1, gzip;q=0.5", Some("zstd")),
+        ("identity", None),
+    ] {
+        let r = ask
+            .send_via(&h2, &sid, &[("accept-encoding", accept)])
+            .await;
+        assert_eq!(r.version, http::Version::HTTP_2);
+        assert_eq!(r.header("content-encoding"), expected, "HTTP/2 {accept}");
+        assert_eq!(r.header("vary"), Some("accept-encoding"));
+        let body = match expected {
+            Some("gzip") => gunzip(&r.body),
+            Some(_) => unzstd(&r.body),
+            None => r.body.to_vec(),
+        };
+        assert_eq!(body, identity.body, "HTTP/2 {accept}");
+    }
     env.stop().await;
 }
 

@@ -336,6 +336,28 @@ fn zero_values_name_their_key() {
 }
 
 #[test]
+fn compression_lists_each_coding_once_and_may_be_empty() {
+    use crate::config::Compression;
+    let c = Config::from_toml_str(&with_section("cache", "")).unwrap();
+    assert_eq!(c.cache.compression, [Compression::Gzip, Compression::Zstd]);
+    let c = Config::from_toml_str(&with_section("cache", "compression = []")).unwrap();
+    assert!(c.cache.compression.is_empty());
+    let c = Config::from_toml_str(&with_section("cache", "compression = [\"zstd\"]")).unwrap();
+    assert_eq!(c.cache.compression, [Compression::Zstd]);
+    let err = error(&with_section("cache", "compression = [\"gzip\", \"gzip\"]"));
+    assert!(
+        err.starts_with("cache.compression: lists gzip twice"),
+        "{err}"
+    );
+    let err = error(&with_section("cache", "compression = [\"br\"]"));
+    // TOML's error shows the offending line, key included.
+    assert!(
+        err.contains("compression = [\"br\"]") && err.contains("unknown variant `br`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn stale_and_error_windows_may_be_zero() {
     let c = Config::from_toml_str(&with_section(
         "cache",

@@ -89,10 +89,9 @@ pub(super) async fn serve(
     };
     let route = operation.map_or("not_found", Operation::name);
     let accepted = Accepted::from_headers(&parts.headers);
-    (
-        route,
-        reply.answer.rpc_response(call.id, reply.outcome, accepted),
-    )
+    let response = reply.answer.rpc_response(call.id, reply.outcome, accepted);
+    reply.count(proxy, &response);
+    (route, response)
 }
 
 /// A request that is not a JSON-RPC call: a top-level `error`, HTTP 200.

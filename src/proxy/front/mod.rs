@@ -66,12 +66,24 @@ impl Reply {
 
     /// The response in a REST family: a cached answer as the request's
     /// `Accept-Encoding` and `If-None-Match` ask, anything else as it is.
-    fn response(&self, request: &HeaderMap) -> Response<Body> {
-        match self.outcome {
+    fn response(&self, proxy: &Proxy, request: &HeaderMap) -> Response<Body> {
+        let r = match self.outcome {
             Some(outcome) => self
                 .answer
                 .cached_response(outcome, self.fresh_for, request),
             None => self.answer.response(None),
+        };
+        self.count(proxy, &r);
+        r
+    }
+
+    /// Counts a cached answer by outcome, with the body bytes it sent (compressed
+    /// when it went compressed).
+    fn count(&self, proxy: &Proxy, response: &Response<Body>) {
+        use hyper::body::Body as _;
+        if let Some(outcome) = self.outcome {
+            let bytes = response.body().size_hint().exact().unwrap_or(0);
+            proxy.metrics.cache_outcome(outcome, bytes as usize);
         }
     }
 
@@ -161,7 +173,7 @@ async fn rest(
             tasks::get(proxy, family, session, ask, wants_fresh(&parts.headers)).await
         }
     };
-    (operation.name(), reply.response(&parts.headers))
+    (operation.name(), reply.response(proxy, &parts.headers))
 }
 
 /// The session id a REST request carries.

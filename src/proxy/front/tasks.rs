@@ -86,7 +86,6 @@ where
     match proxy.cache.get_or_fetch(key, force, fetch).await {
         Ok((entry, outcome)) => {
             tracing::Span::current().record("cache", outcome.as_str());
-            proxy.metrics.cache_outcome(outcome, entry.body.len());
             Reply {
                 fresh_for: proxy.cache.fresh_for(&entry, std::time::Instant::now()),
                 answer: entry,
