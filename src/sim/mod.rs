@@ -32,7 +32,7 @@
 //! rendering in the REST families), `typed` (its JSON-RPC typed-value encoding),
 //! `query` (List Tasks semantics), `sessions`, `faults`, `stats`, `routes` (HTTP
 //! handling, faults, the REST families), `jsonrpc` (JSON-RPC calls), `server`
-//! (in-process API).
+//! (in-process API, and which of `routes` and `jsonrpc` answers a request).
 
 mod data;
 mod faults;

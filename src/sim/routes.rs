@@ -1,5 +1,6 @@
 //! Request routing and handling: the vCenter endpoints of the two REST families, the
-//! dispatch of JSON-RPC calls to `super::jsonrpc`, and the `/_sim/` control API.
+//! helpers JSON-RPC (`super::jsonrpc`) shares with them, and the `/_sim/` control API.
+//! Which of the two answers a request is decided in `super::server`.
 //!
 //! Requests are told apart with [`Family::of_request`]: `POST /api` with no query is
 //! a JSON-RPC call; anything else under `/rest` or `/api` is a REST-family request.
@@ -23,7 +24,6 @@
 
 use super::data::{Clock, TaskSet};
 use super::faults::{Action, FaultState, Faults, SimBody, HTTP500_BODY};
-use super::jsonrpc;
 use super::model::{iso8601, FlatValue, Millis, Shape, Writer};
 use super::query;
 use super::sessions::{self, Session, Sessions, UserSpec};
@@ -109,23 +109,6 @@ impl SimState {
 #[error("request abandoned at shutdown")]
 pub(crate) struct Hangup;
 
-/// Answers one request.
-pub(crate) async fn handle(
-    state: Arc<SimState>,
-    req: Request<Incoming>,
-) -> Result<Response<SimBody>, Hangup> {
-    let path = req.uri().path().to_owned();
-    if path == "/_sim" || path.starts_with("/_sim/") {
-        return Ok(control(&state, &path, req).await);
-    }
-    match Family::of_request(req.method(), &path, req.uri().query()) {
-        Some(Family::Rest) => vcenter(state, Shape::Rest, path, req).await,
-        Some(Family::Api) => vcenter(state, Shape::Api, path, req).await,
-        Some(Family::JsonRpc) => jsonrpc::serve(state, req).await,
-        None => Ok(plain(StatusCode::NOT_FOUND, "not found\n")),
-    }
-}
-
 /// What a vCenter path and method resolve to.
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
@@ -189,7 +172,7 @@ fn route(shape: Shape, method: &Method, path: &str, query: Option<&str>) -> Rout
 }
 
 /// A REST-family request: count, fault, answer.
-async fn vcenter(
+pub(super) async fn vcenter(
     state: Arc<SimState>,
     shape: Shape,
     path: String,
@@ -551,7 +534,7 @@ fn vapi_error(family: Family, e: &VapiError) -> Response<SimBody> {
     json(e.status(), e.render(family))
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<SimBody> {
+pub(super) fn plain(status: StatusCode, text: &'static str) -> Response<SimBody> {
     let mut resp = Response::new(SimBody::full(text));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
@@ -580,7 +563,11 @@ struct Advance {
 }
 
 /// The control API under `/_sim/`.
-async fn control(state: &SimState, path: &str, req: Request<Incoming>) -> Response<SimBody> {
+pub(super) async fn control(
+    state: &SimState,
+    path: &str,
+    req: Request<Incoming>,
+) -> Response<SimBody> {
     let method = req.method().clone();
     let allowed: &'static str = match path {
         "/_sim/faults" => "GET, PUT",

@@ -1,8 +1,11 @@
 //! Starting a simulator in-process, and the handle that controls it.
 
 use super::data::{Clock, TaskSet};
+use super::faults::SimBody;
 use super::faults::{FaultState, Faults, InvalidFaults};
-use super::routes::{self, SimState};
+use super::jsonrpc;
+use super::model::Shape;
+use super::routes::{self, Hangup, SimState};
 use super::sessions::{Sessions, UserSpec};
 use super::stats::{Counters, Stats};
 use crate::net::tls::{self, SelfSigned};
@@ -123,7 +126,7 @@ pub async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimHa
     let service_state = state.clone();
     let make_service = move |_peer: SocketAddr| {
         let state = service_state.clone();
-        hyper::service::service_fn(move |req| routes::handle(state.clone(), req))
+        hyper::service::service_fn(move |req| handle(state.clone(), req))
     };
     let mut until_stopped = stopped;
     let shutdown = async move {
@@ -235,5 +238,24 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         self.stop.send_replace(true);
+    }
+}
+
+/// Answers one request: the control API, or a vCenter request in its protocol
+/// (the REST families in [`routes`], JSON-RPC in [`jsonrpc`]).
+async fn handle(
+    state: Arc<SimState>,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<SimBody>, Hangup> {
+    use crate::protocol::Family;
+    let path = req.uri().path().to_owned();
+    if path == "/_sim" || path.starts_with("/_sim/") {
+        return Ok(routes::control(&state, &path, req).await);
+    }
+    match Family::of_request(req.method(), &path, req.uri().query()) {
+        Some(Family::Rest) => routes::vcenter(state, Shape::Rest, path, req).await,
+        Some(Family::Api) => routes::vcenter(state, Shape::Api, path, req).await,
+        Some(Family::JsonRpc) => jsonrpc::serve(state, req).await,
+        None => Ok(routes::plain(http::StatusCode::NOT_FOUND, "not found\n")),
     }
 }
