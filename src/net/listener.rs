@@ -191,7 +191,7 @@ pub async fn serve_with<M, S, B>(
                             serve_connection(&builder, TokioIo::new(tls), service, watcher).await
                         }
                         Ok(Err(error)) => {
-                            tracing::debug!(%error, %peer, "TLS handshake failed");
+                            tracing::debug!(error = %crate::net::untrusted::Untrusted(&error), %peer, "TLS handshake failed");
                         }
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -219,6 +219,6 @@ async fn serve_connection<I, S, B>(
     if let Err(error) = watcher.watch(conn).await {
         // Clients closing connections, resets, and deliberately failed bodies all end
         // here; none of them is the server's problem.
-        tracing::debug!(%error, "connection ended with an error");
+        tracing::debug!(error = %crate::net::untrusted::Untrusted(&error), "connection ended with an error");
     }
 }

@@ -19,6 +19,7 @@
 //! again once on `unauthenticated`), also serves Get Task ([`super::lookup`]).
 //! Merged lists teach [`super::owners`] which vCenter each task belongs to.
 
+use crate::net::untrusted::Untrusted;
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Method, StatusCode};
@@ -137,7 +138,7 @@ fn task_result<'a>(
         Err(e) => {
             let i = index_of.get(&e.id()).copied().unwrap_or_default();
             let name = name_of(i);
-            warn!(vcenter = %name, error = %e, "reading the vCenter's answer failed");
+            warn!(vcenter = %name, error = %Untrusted(&e), "reading the vCenter's answer failed");
             let e = VapiError::service_unavailable(format!(
                 "vcproxy failed while reading vCenter {name}'s answer."
             ));
@@ -396,7 +397,7 @@ impl Fanout {
                 took,
             }),
             Err(e) => {
-                warn!(vcenter = %name, error = %e, "unreadable List Tasks answer");
+                warn!(vcenter = %name, error = %Untrusted(&e), "unreadable List Tasks answer");
                 self.metrics.upstream_error(name, "malformed");
                 Err((i, UpstreamFailure::proxy(name, e.to_vapi())))
             }
@@ -498,7 +499,7 @@ impl Fanout {
                     TransportError::Request(_) | TransportError::Uri(_) => "request",
                 };
                 self.metrics.upstream_error(name, kind);
-                warn!(vcenter = %name, error = %e, elapsed_ms = started.elapsed().as_millis() as u64, "upstream failed");
+                warn!(vcenter = %name, error = %Untrusted(&e), elapsed_ms = started.elapsed().as_millis() as u64, "upstream failed");
                 Err(UpstreamFailure::transport(name, &e))
             }
         }

@@ -19,6 +19,7 @@
 //! vCenter sessions left without a client close after `backend_idle_timeout`, and all
 //! of them close at shutdown.
 
+use crate::net::untrusted::Untrusted;
 use futures_util::future::join_all;
 use http::header::HeaderValue;
 use http::StatusCode;
@@ -198,7 +199,7 @@ impl Sessions {
                     .await
                     .unwrap_or(false);
                 if !ok {
-                    info!(user = %user, "login refused: unknown user or wrong password");
+                    info!(user = %Untrusted(&user), "login refused: unknown user or wrong password");
                     return Err(LoginError::Proxy(VapiError::unauthenticated()));
                 }
                 let principal = self
@@ -255,7 +256,7 @@ impl Sessions {
         let mut slots = principal.backends.lock().await;
         let missing: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_none()).collect();
         if missing.is_empty() {
-            debug!(user = %user, "login reuses pooled vCenter sessions");
+            debug!(user = %Untrusted(&user), "login reuses pooled vCenter sessions");
             return Ok(principal.clone());
         }
         let logins = missing.iter().map(|&i| {
@@ -325,7 +326,7 @@ impl Sessions {
             Ok((id, status)) => {
                 answered(status);
                 self.metrics.backend_session_opened(name);
-                info!(vcenter = %name, user = %user, "opened vCenter session");
+                info!(vcenter = %name, user = %Untrusted(&user), "opened vCenter session");
                 Ok(id)
             }
             Err(BackendLoginError::Unsendable) => Err(UpstreamFailure::proxy(
@@ -334,12 +335,12 @@ impl Sessions {
             )),
             Err(BackendLoginError::Transport(e)) => {
                 self.metrics.upstream_error(name, "login");
-                warn!(vcenter = %name, error = %e, "vCenter login failed in transport");
+                warn!(vcenter = %name, error = %Untrusted(&e), "vCenter login failed in transport");
                 Err(UpstreamFailure::transport(name, &e))
             }
             Err(BackendLoginError::Refused(response)) => {
                 answered(response.status);
-                info!(vcenter = %name, user = %user, status = response.status.as_u16(), "vCenter refused login");
+                info!(vcenter = %name, user = %Untrusted(&user), status = response.status.as_u16(), "vCenter refused login");
                 Err(UpstreamFailure::answer(name, response))
             }
             Err(BackendLoginError::NoSessionId(status)) => {
@@ -362,7 +363,9 @@ impl Sessions {
         self.metrics.backend_session_closed(name);
         match result {
             Ok(r) => debug!(vcenter = %name, status = r.status.as_u16(), "closed vCenter session"),
-            Err(e) => debug!(vcenter = %name, error = %e, "closing vCenter session failed"),
+            Err(e) => {
+                debug!(vcenter = %name, error = %Untrusted(&e), "closing vCenter session failed")
+            }
         }
     }
 
@@ -422,7 +425,7 @@ impl Sessions {
                 .collect()
         };
         for ((user, _), principal) in idle {
-            info!(user = %user, "closing idle vCenter sessions");
+            info!(user = %Untrusted(&user), "closing idle vCenter sessions");
             self.close_principal(&principal).await;
         }
     }
@@ -459,7 +462,7 @@ fn client_session_ended(principal: &Principal, cause: RemovalCause) {
         .clients
         .fetch_sub(1, Ordering::SeqCst)
         .saturating_sub(1);
-    debug!(user = %principal.user, ?cause, clients_left = left, "client session ended");
+    debug!(user = %Untrusted(&principal.user), ?cause, clients_left = left, "client session ended");
     if left == 0 {
         if !principal.keep_password {
             // The password is kept only while the user has live client sessions.

@@ -6,6 +6,7 @@
 //! Every answer is HTTP 200: the SDK raises on any other status before it reads a
 //! body.
 
+use crate::net::untrusted::Untrusted;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
@@ -45,7 +46,7 @@ pub(super) async fn serve(
     let operation = jsonrpc::operation(&call.service, &call.operation);
     let reply = match operation {
         None => {
-            tracing::debug!(service = %call.service, operation = %call.operation, "no such operation; nothing forwarded");
+            tracing::debug!(service = %Untrusted(&call.service), operation = %Untrusted(&call.operation), "no such operation; nothing forwarded");
             Reply::error(
                 RPC,
                 &VapiError::new(
@@ -96,7 +97,7 @@ pub(super) async fn serve(
 
 /// A request that is not a JSON-RPC call: a top-level `error`, HTTP 200.
 pub(super) fn protocol_error(e: &ProtocolError) -> Response<Body> {
-    tracing::debug!(code = e.code, message = %e.message, "not a JSON-RPC call");
+    tracing::debug!(code = e.code, message = %Untrusted(&e.message), "not a JSON-RPC call");
     let mut r = Response::new(Body::full(e.body()));
     *r.status_mut() = StatusCode::OK;
     r.headers_mut().insert(CONTENT_TYPE, JSON);

@@ -25,6 +25,7 @@ mod jsonrpc;
 mod session;
 mod tasks;
 
+use crate::net::untrusted::Untrusted;
 use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_TYPE,
@@ -196,7 +197,7 @@ fn wants_fresh(headers: &HeaderMap) -> bool {
 }
 
 fn not_found(family: Family, method: &Method, path: &str) -> Response<Body> {
-    debug!(%method, path, "no such route; nothing forwarded");
+    debug!(%method, path = %Untrusted(path), "no such route; nothing forwarded");
     let e = VapiError::not_found(format!(
         "vcproxy serves sessions, List Tasks and Get Task only; {method} {path} is not one of them."
     ));
@@ -205,7 +206,7 @@ fn not_found(family: Family, method: &Method, path: &str) -> Response<Body> {
 
 /// Outside `/rest` and `/api`: not the vSphere API at all.
 fn plain_not_found(method: &Method, path: &str) -> Response<Body> {
-    debug!(%method, path, "no such route; nothing forwarded");
+    debug!(%method, path = %Untrusted(path), "no such route; nothing forwarded");
     let mut r = Response::new(Body::full(Bytes::from_static(b"not found\n")));
     *r.status_mut() = StatusCode::NOT_FOUND;
     r.headers_mut().insert(

@@ -5,6 +5,7 @@
 //! [`crate::proxy::lookup::Lookup`] for one task) → answer. A hit sends
 //! pre-rendered bytes.
 
+use crate::net::untrusted::Untrusted;
 use std::future::Future;
 use tracing::warn;
 
@@ -93,7 +94,7 @@ where
             }
         }
         Err(e) => {
-            warn!(error = %e, "fetch abandoned");
+            warn!(error = %Untrusted(&e), "fetch abandoned");
             Reply::error(family, &VapiError::service_unavailable(e.to_string()))
         }
     }
