@@ -45,6 +45,10 @@ pub(super) struct FileListen {
     pub(super) max_query_bytes: ByteSize,
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub(super) header_read_timeout: Duration,
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub(super) body_read_timeout: Duration,
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub(super) shutdown_grace: Duration,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +144,8 @@ const DEFAULT_MAX_HEADER_BYTES: ByteSize = ByteSize::kib(16);
 const DEFAULT_MAX_BODY_BYTES: ByteSize = ByteSize::kib(64);
 const DEFAULT_MAX_QUERY_BYTES: ByteSize = ByteSize::kib(64);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_IDLE_CONNECTIONS: usize = 32;
@@ -158,6 +164,12 @@ fn default_max_query_bytes() -> ByteSize {
 }
 fn default_header_read_timeout() -> Duration {
     DEFAULT_HEADER_READ_TIMEOUT
+}
+fn default_body_read_timeout() -> Duration {
+    DEFAULT_BODY_READ_TIMEOUT
+}
+fn default_shutdown_grace() -> Duration {
+    DEFAULT_SHUTDOWN_GRACE
 }
 fn default_connect_timeout() -> Duration {
     DEFAULT_CONNECT_TIMEOUT

@@ -66,6 +66,12 @@ pub struct Listen {
     pub max_query_bytes: ByteSize,
     /// How long a client may take to send its headers (slow-loris defence).
     pub header_read_timeout: Duration,
+    /// How long a client may take to send a request body, from the end of its
+    /// head; past it the request is refused with 408 and the connection closed.
+    pub body_read_timeout: Duration,
+    /// After SIGTERM, how long connections may take to finish before they are
+    /// closed and the vCenter sessions logged out anyway. Zero: at once.
+    pub shutdown_grace: Duration,
 }
 
 /// The listener's certificate chain and private key, read and checked against each

@@ -6,14 +6,14 @@
 //! written ahead of their bodies in clear text ([`crate::net::head_first`]), a header
 //! read timeout against slow clients, and graceful shutdown: when `shutdown`
 //! resolves the listener is closed at once, idle keep-alive connections are closed,
-//! and requests already in flight run to completion before [`serve`] returns.
+//! and requests already in flight run to completion before [`serve`] returns, for at
+//! most [`ServeOptions::shutdown_grace`]; connections still open then are closed.
 //!
-//! Connection tasks live in a [`JoinSet`] owned by [`serve`]'s future, so a caller
-//! that cannot wait for slow requests forever can bound the drain with
-//! `tokio::time::timeout(grace, serve(..))`: dropping the future aborts whatever
-//! connections remain.
+//! Connection tasks live in a [`JoinSet`] owned by [`serve`]'s future: dropping the
+//! future also aborts whatever connections remain.
 
 use crate::net::head_first::HeadFirst;
+use crate::net::untrusted::Untrusted;
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
 use hyper::{Request, Response};
@@ -64,6 +64,8 @@ impl<B> ResponseBody for B where B: Body<Data: Send, Error: Into<BoxError>> + Se
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client gets to send a complete request head (HTTP/1).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connections may take to finish after shutdown, by default.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Pause after a failed `accept` (e.g. out of file descriptors), so that the loop
 /// does not spin while the condition lasts.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
@@ -79,6 +81,9 @@ pub struct ServeOptions {
     pub max_header_bytes: usize,
     /// How long a client gets to send a complete request head (HTTP/1).
     pub header_read_timeout: Duration,
+    /// After `shutdown`, how long connections may take to finish before the ones
+    /// left are closed (a client dripping a body must not hold the process).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServeOptions {
@@ -87,6 +92,7 @@ impl Default for ServeOptions {
             max_connections: 4096,
             max_header_bytes: 64 * 1024,
             header_read_timeout: HEADER_READ_TIMEOUT,
+            shutdown_grace: SHUTDOWN_GRACE,
         }
     }
 }
@@ -191,7 +197,7 @@ pub async fn serve_with<M, S, B>(
                             serve_connection(&builder, TokioIo::new(tls), service, watcher).await
                         }
                         Ok(Err(error)) => {
-                            tracing::debug!(error = %crate::net::untrusted::Untrusted(&error), %peer, "TLS handshake failed");
+                            tracing::debug!(error = %Untrusted(&error), %peer, "TLS handshake failed");
                         }
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -201,8 +207,19 @@ pub async fn serve_with<M, S, B>(
     }
     drop(listener);
     tracing::debug!(connections = graceful.count(), "draining connections");
-    graceful.shutdown().await;
-    while conns.join_next().await.is_some() {}
+    let drained = tokio::time::timeout(options.shutdown_grace, async {
+        graceful.shutdown().await;
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = conns.len(),
+            grace_s = options.shutdown_grace.as_secs_f64(),
+            "connections still open after the shutdown grace; closing them"
+        );
+        conns.shutdown().await;
+    }
 }
 
 async fn serve_connection<I, S, B>(
@@ -219,6 +236,6 @@ async fn serve_connection<I, S, B>(
     if let Err(error) = watcher.watch(conn).await {
         // Clients closing connections, resets, and deliberately failed bodies all end
         // here; none of them is the server's problem.
-        tracing::debug!(error = %crate::net::untrusted::Untrusted(&error), "connection ended with an error");
+        tracing::debug!(error = %Untrusted(&error), "connection ended with an error");
     }
 }

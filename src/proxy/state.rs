@@ -33,6 +33,8 @@ pub struct Proxy {
     pub(super) tls: Option<Arc<rustls::ServerConfig>>,
     /// Connection and header limits for the client listener.
     pub(super) serve_options: ServeOptions,
+    /// How long a request body may take to arrive.
+    pub(super) body_read_timeout: std::time::Duration,
     pub(super) ready: AtomicBool,
     pub(super) next_request_id: AtomicU64,
 }
@@ -96,7 +98,9 @@ impl Proxy {
                 max_connections: config.listen.max_connections,
                 max_header_bytes: config.listen.max_header_bytes.as_usize(),
                 header_read_timeout: config.listen.header_read_timeout,
+                shutdown_grace: config.listen.shutdown_grace,
             },
+            body_read_timeout: config.listen.body_read_timeout,
             ready: AtomicBool::new(false),
             next_request_id: AtomicU64::new(1),
         }))

@@ -88,6 +88,46 @@ async fn graceful_shutdown_logs_out_of_every_vcenter() {
     env.stop().await;
 }
 
+/// A connection that never finishes its request (a body dripping slower than any
+/// limit) does not hold shutdown past `shutdown_grace`: the drain ends, the vCenter
+/// sessions are logged out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_grace_bounds_the_drain() {
+    use tokio::io::AsyncWriteExt;
+    let sims = start_sims(three_static()).await;
+    let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
+    let head =
+        "[listen]\naddr = \"127.0.0.1:0\"\nbody_read_timeout = \"1h\"\nshutdown_grace = \"1s\"\n\
+                [admin]\naddr = \"127.0.0.2:0\"\n";
+    let mut env =
+        Env::start_with_config(sims, &common::config(head, &urls, |_| String::new())).await;
+    env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    assert!(env.sims.iter().all(|s| s.stats().sessions_open == 1));
+    let mut stuck = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    stuck
+        .write_all(b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        .await
+        .unwrap();
+    // The request is in the proxy, waiting for the rest of its body.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Bounded here only so that a regression fails instead of hanging the suite.
+    tokio::time::timeout(Duration::from_secs(60), env.stop_proxy())
+        .await
+        .expect("the drain ended after shutdown_grace");
+    for s in &env.sims {
+        assert_eq!(s.stats().sessions_open, 0, "sessions closed at shutdown");
+    }
+    // The stuck connection was closed by the proxy.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut stuck, &mut rest),
+    )
+    .await;
+    assert!(matches!(read, Ok(Ok(_))), "closed by the proxy: {read:?}");
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_each_vcenter() {
     let mut sims = start_sims(three_static()).await;

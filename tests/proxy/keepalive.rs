@@ -10,7 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// One response read off a raw connection: status, head (lower-cased), body.
-async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, String, Vec<u8>) {
+async fn read_response<R: tokio::io::AsyncRead + Unpin>(
+    conn: &mut R,
+    buf: &mut Vec<u8>,
+) -> (u16, String, Vec<u8>) {
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -124,5 +127,43 @@ async fn a_body_over_the_limit_is_refused_with_connection_close() {
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest)).await;
     assert!(matches!(closed, Ok(Ok(_))), "closed after the answer");
+    env.stop().await;
+}
+
+/// A client that drips its body (1 byte every 200 ms) holds neither the connection
+/// nor a task past `body_read_timeout`: 408 in the family's error shape, and the
+/// connection closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_drips_gets_408_and_connection_close() {
+    let sims = common::start_sims(three_static()).await;
+    let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
+    let head = "[listen]\naddr = \"127.0.0.1:0\"\nbody_read_timeout = \"1s\"\n[admin]\naddr = \"127.0.0.2:0\"\n";
+    let env = Env::start_with_config(sims, &common::config(head, &urls, |_| String::new())).await;
+    let conn = TcpStream::connect(env.addr).await.unwrap();
+    let (mut rd, mut wr) = conn.into_split();
+    wr.write_all(
+        b"POST /api/cis/tasks?action=list HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let drip = tokio::spawn(async move {
+        for _ in 0..100 {
+            if wr.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut buf = Vec::new();
+    let (status, head, answer) = read_response(&mut rd, &mut buf).await;
+    assert_eq!(status, 408, "{}", String::from_utf8_lossy(&answer));
+    assert!(head.contains("connection: close"), "{head}");
+    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+    let text = v.to_string();
+    assert!(text.contains("did not arrive within 1 s"), "{text}");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(_))), "closed after the answer");
+    drip.abort();
     env.stop().await;
 }

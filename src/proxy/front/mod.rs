@@ -119,7 +119,8 @@ pub(super) async fn handle(
         span.record("family", f.as_str());
     }
     let (route, response) = async {
-        let body = match read_body(body, proxy.requests.limits().max_body_bytes).await {
+        let limit = proxy.requests.limits().max_body_bytes;
+        let body = match read_body(body, limit, proxy.body_read_timeout).await {
             Ok(body) => body,
             Err(e) => return ("refused_body", refused_body(family, &e, parts.version)),
         };
@@ -219,20 +220,27 @@ fn plain_not_found(method: &Method, path: &str) -> Response<Body> {
 /// Why a request body was not read whole.
 enum BodyError {
     TooLarge(usize),
+    /// Not complete within `[listen] body_read_timeout` (a client dripping it).
+    TooSlow(std::time::Duration),
     Unreadable(String),
 }
 
-/// Reads the whole body, up to `limit` bytes.
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+/// Reads the whole body, up to `limit` bytes, within `within`.
+async fn read_body(
+    body: Incoming,
+    limit: usize,
+    within: std::time::Duration,
+) -> Result<Bytes, BodyError> {
     use hyper::body::Body as _;
     if body.is_end_stream() {
         // A GET without a body: nothing to wait for or buffer.
         return Ok(Bytes::new());
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
-        Err(e) => Err(BodyError::Unreadable(e.to_string())),
+    match tokio::time::timeout(within, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(BodyError::TooSlow(within)),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
+        Ok(Err(e)) => Err(BodyError::Unreadable(e.to_string())),
     }
 }
 
@@ -244,6 +252,10 @@ fn refused_body(family: Option<Family>, e: &BodyError, version: Version) -> Resp
         BodyError::TooLarge(limit) => {
             format!("The request body is over the limit of {limit} bytes.")
         }
+        BodyError::TooSlow(within) => format!(
+            "The request body did not arrive within {} s.",
+            within.as_secs_f64()
+        ),
         BodyError::Unreadable(e) => format!("The request body could not be read: {e}"),
     };
     let mut r = match family {
@@ -256,12 +268,18 @@ fn refused_body(family: Option<Family>, e: &BodyError, version: Version) -> Resp
             jsonrpc::protocol_error(&e)
         }
         Some(f) => Answer::error(&VapiError::invalid_argument(message), f).response(None),
-        None => {
-            let mut r = Response::new(Body::full(Bytes::from(message + "\n")));
-            *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            r
-        }
+        None => Response::new(Body::full(Bytes::from(message + "\n"))),
     };
+    // JSON-RPC answers on 200 whatever happened. The REST families answer their
+    // invalid_argument (400), except a body too slow to arrive: 408. Outside them,
+    // the plain statuses.
+    match (family, e) {
+        (Some(Family::JsonRpc), _) => {}
+        (_, BodyError::TooSlow(_)) => *r.status_mut() = StatusCode::REQUEST_TIMEOUT,
+        (None, BodyError::TooLarge(_)) => *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE,
+        (None, BodyError::Unreadable(_)) => *r.status_mut() = StatusCode::BAD_REQUEST,
+        (Some(_), _) => {}
+    }
     if version < Version::HTTP_2 {
         r.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
