@@ -49,6 +49,8 @@ pub(super) struct FileListen {
     pub(super) body_read_timeout: Duration,
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub(super) shutdown_grace: Duration,
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub(super) idle_timeout: Duration,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +148,7 @@ const DEFAULT_MAX_QUERY_BYTES: ByteSize = ByteSize::kib(64);
 const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_IDLE_CONNECTIONS: usize = 32;
@@ -170,6 +173,9 @@ fn default_body_read_timeout() -> Duration {
 }
 fn default_shutdown_grace() -> Duration {
     DEFAULT_SHUTDOWN_GRACE
+}
+fn default_idle_timeout() -> Duration {
+    DEFAULT_IDLE_TIMEOUT
 }
 fn default_connect_timeout() -> Duration {
     DEFAULT_CONNECT_TIMEOUT

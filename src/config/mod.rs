@@ -72,6 +72,8 @@ pub struct Listen {
     /// After SIGTERM, how long connections may take to finish before they are
     /// closed and the vCenter sessions logged out anyway. Zero: at once.
     pub shutdown_grace: Duration,
+    /// How long a keep-alive connection may sit with no request in flight.
+    pub idle_timeout: Duration,
 }
 
 /// The listener's certificate chain and private key, read and checked against each

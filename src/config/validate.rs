@@ -92,6 +92,7 @@ fn validate_listen(file: FileListen, paths: Paths) -> Result<Listen, ConfigError
     require_nonzero("listen.max_query_bytes", file.max_query_bytes.0)?;
     require_positive("listen.header_read_timeout", file.header_read_timeout)?;
     require_positive("listen.body_read_timeout", file.body_read_timeout)?;
+    require_positive("listen.idle_timeout", file.idle_timeout)?;
     let tls = match (file.tls_cert, file.tls_key) {
         (None, None) => None,
         (Some(_), None) => {
@@ -120,6 +121,7 @@ fn validate_listen(file: FileListen, paths: Paths) -> Result<Listen, ConfigError
         header_read_timeout: file.header_read_timeout,
         body_read_timeout: file.body_read_timeout,
         shutdown_grace: file.shutdown_grace,
+        idle_timeout: file.idle_timeout,
     })
 }
 

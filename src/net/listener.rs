@@ -4,7 +4,8 @@
 //! (hyper-util's auto builder; over TLS the ALPN result decides, in clear text the
 //! connection preface), keep-alive, `TCP_NODELAY`, large HTTP/1 answers' heads
 //! written ahead of their bodies in clear text ([`crate::net::head_first`]), a header
-//! read timeout against slow clients, and graceful shutdown: when `shutdown`
+//! read timeout against slow clients, deadlines against silent ones (see
+//! [`Watchdog`]), and graceful shutdown: when `shutdown`
 //! resolves the listener is closed at once, idle keep-alive connections are closed,
 //! and requests already in flight run to completion before [`serve`] returns, for at
 //! most [`ServeOptions::shutdown_grace`]; connections still open then are closed.
@@ -22,10 +23,15 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// Errors a service or body may return, as hyper wants them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -64,6 +70,14 @@ impl<B> ResponseBody for B where B: Body<Data: Send, Error: Into<BoxError>> + Se
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client gets to send a complete request head (HTTP/1).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a keep-alive connection may stay idle, by default (nginx's 75 s: longer
+/// than the clients' own pools keep an idle connection, Go's 90 s excepted, and Go
+/// retries a request that meets a connection the server has just closed).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// HTTP/2 pings: how often on a quiet connection, and how long to wait for the
+/// answer before the peer is taken for gone.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long connections may take to finish after shutdown, by default.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Pause after a failed `accept` (e.g. out of file descriptors), so that the loop
@@ -71,7 +85,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Limits on what clients may hold or send.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Connections open at once; further clients wait in the kernel's accept queue
     /// until one closes, instead of exhausting the process's file descriptors.
@@ -84,6 +98,12 @@ pub struct ServeOptions {
     /// After `shutdown`, how long connections may take to finish before the ones
     /// left are closed (a client dripping a body must not hold the process).
     pub shutdown_grace: Duration,
+    /// How long a keep-alive connection may sit with no request in flight after
+    /// its last answer (HTTP/1 and HTTP/2 alike).
+    pub idle_timeout: Duration,
+    /// Connections open now, kept by [`serve_with`] for whoever reports on it
+    /// (`/readyz` says not ready while every slot is taken).
+    pub open: Arc<AtomicUsize>,
 }
 
 impl Default for ServeOptions {
@@ -93,6 +113,8 @@ impl Default for ServeOptions {
             max_header_bytes: 64 * 1024,
             header_read_timeout: HEADER_READ_TIMEOUT,
             shutdown_grace: SHUTDOWN_GRACE,
+            idle_timeout: IDLE_TIMEOUT,
+            open: Arc::default(),
         }
     }
 }
@@ -146,7 +168,9 @@ pub async fn serve_with<M, S, B>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(H2_PING_INTERVAL))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
 
     let graceful = GracefulShutdown::new();
@@ -179,22 +203,30 @@ pub async fn serve_with<M, S, B>(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "set_nodelay failed");
         }
-        let service = make_service(peer);
+        let (dog, service) = Watchdog::new(
+            make_service(peer),
+            options.header_read_timeout,
+            options.idle_timeout,
+        );
         let watcher = graceful.watcher();
         let builder = builder.clone();
         let acceptor = acceptor.clone();
+        let open = OpenGuard::new(options.open.clone());
         conns.spawn(async move {
             let _permit = permit;
+            let _open = open;
             match acceptor {
                 None => {
                     let io = TokioIo::new(HeadFirst::new(stream));
-                    serve_connection(&builder, io, service, watcher).await
+                    serve_connection(&builder, io, service, watcher, dog, peer).await
                 }
                 Some(acceptor) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
+                    // The handshake counts against the first request's deadline.
+                    let within = options.header_read_timeout.min(TLS_HANDSHAKE_TIMEOUT);
+                    match tokio::time::timeout(within, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            serve_connection(&builder, TokioIo::new(tls), service, watcher).await
+                            let io = TokioIo::new(tls);
+                            serve_connection(&builder, io, service, watcher, dog, peer).await
                         }
                         Ok(Err(error)) => {
                             tracing::debug!(error = %Untrusted(&error), %peer, "TLS handshake failed");
@@ -225,17 +257,216 @@ pub async fn serve_with<M, S, B>(
 async fn serve_connection<I, S, B>(
     builder: &auto::Builder<TokioExecutor>,
     io: TokioIo<I>,
-    service: S,
+    service: Tracked<S>,
     watcher: Watcher,
+    dog: Watchdog,
+    peer: SocketAddr,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     S: ConnectionService<B>,
     B: ResponseBody,
 {
     let conn = builder.serve_connection(io, service).into_owned();
-    if let Err(error) = watcher.watch(conn).await {
-        // Clients closing connections, resets, and deliberately failed bodies all end
-        // here; none of them is the server's problem.
-        tracing::debug!(error = %Untrusted(&error), "connection ended with an error");
+    tokio::select! {
+        ended = watcher.watch(conn) => {
+            if let Err(error) = ended {
+                // Clients closing connections, resets, and deliberately failed bodies
+                // all end here; none of them is the server's problem.
+                tracing::debug!(error = %Untrusted(&error), "connection ended with an error");
+            }
+        }
+        why = dog.expired() => {
+            // Dropping the connection closes it, whatever state it is in.
+            tracing::debug!(%peer, why, "connection closed");
+        }
+    }
+}
+
+/// Counts a connection as open for as long as it lives.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl OpenGuard {
+    fn new(open: Arc<AtomicUsize>) -> OpenGuard {
+        open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(open)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Closes a connection that holds a slot without using it, whatever the protocol
+/// and whatever hyper's own timers cover: one that has not completed a request head
+/// within `first` of being accepted (silent after connecting, after the TLS
+/// handshake, after the HTTP/2 preface, or in the middle of a header block), and one
+/// with no request in flight for `idle` since its last answer. A request is in
+/// flight from its complete head (the service is called) until its response body
+/// has been sent or dropped.
+struct Watchdog {
+    state: watch::Receiver<Activity>,
+    first: Duration,
+    idle: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Activity {
+    in_flight: usize,
+    /// When `in_flight` last changed (or the connection was accepted).
+    since: Instant,
+    /// Whether a request head ever arrived.
+    served: bool,
+}
+
+impl Watchdog {
+    fn new<S>(service: S, first: Duration, idle: Duration) -> (Watchdog, Tracked<S>) {
+        let (tx, rx) = watch::channel(Activity {
+            in_flight: 0,
+            since: Instant::now(),
+            served: false,
+        });
+        let dog = Watchdog {
+            state: rx,
+            first,
+            idle,
+        };
+        (
+            dog,
+            Tracked {
+                inner: service,
+                activity: Arc::new(tx),
+            },
+        )
+    }
+
+    /// Resolves when the connection has overstayed: why, for the log.
+    async fn expired(mut self) -> &'static str {
+        loop {
+            let now = *self.state.borrow_and_update();
+            if now.in_flight > 0 {
+                if self.state.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                continue;
+            }
+            let (limit, why) = if now.served {
+                (self.idle, "idle past listen.idle_timeout")
+            } else {
+                (
+                    self.first,
+                    "no complete request head within listen.header_read_timeout",
+                )
+            };
+            tokio::select! {
+                changed = self.state.changed() => {
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+                () = tokio::time::sleep_until(now.since + limit) => return why,
+            }
+        }
+    }
+}
+
+/// The connection's service, reporting each request's start and end to its
+/// [`Watchdog`].
+pub struct Tracked<S> {
+    inner: S,
+    activity: Arc<watch::Sender<Activity>>,
+}
+
+impl<S, B> Service<Request<Incoming>> for Tracked<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.activity.send_modify(|a| {
+            a.in_flight += 1;
+            a.since = Instant::now();
+            a.served = true;
+        });
+        TrackedFuture {
+            inner: self.inner.call(req),
+            in_flight: Some(InFlight(self.activity.clone())),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The service's future, handing the request's time in flight on to the
+    /// response body (no allocation per request).
+    pub struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let in_flight = this.in_flight.take().expect("polled after completion");
+        Poll::Ready(result.map(|response| {
+            response.map(|inner| TrackedBody {
+                inner,
+                _in_flight: in_flight,
+            })
+        }))
+    }
+}
+
+/// Ends a request's time in flight when dropped: with its response body, or with
+/// the service's future if it never answered.
+struct InFlight(Arc<watch::Sender<Activity>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|a| {
+            a.in_flight = a.in_flight.saturating_sub(1);
+            a.since = Instant::now();
+        });
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request in flight until it is sent or
+    /// dropped.
+    pub struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        _in_flight: InFlight,
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -26,6 +26,8 @@ pub(super) async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Bod
             let (entries, bytes) = proxy.cache.usage().await;
             proxy.metrics.cache_entries.set(entries as i64);
             proxy.metrics.cache_weighted_bytes.set(bytes as i64);
+            let open = proxy.serve_options.open.load(Ordering::Relaxed);
+            proxy.metrics.client_connections_open.set(open as i64);
             let mut r = text(StatusCode::OK, proxy.metrics.render());
             r.headers_mut().insert(
                 CONTENT_TYPE,
@@ -35,10 +37,18 @@ pub(super) async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Bod
         }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
         (&Method::GET, "/readyz") => {
-            if proxy.ready.load(Ordering::SeqCst) {
-                text(StatusCode::OK, "ready\n".into())
-            } else {
+            let open = proxy.serve_options.open.load(Ordering::Relaxed);
+            let max = proxy.serve_options.max_connections;
+            if !proxy.ready.load(Ordering::SeqCst) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
+            } else if open >= max {
+                // New clients would wait in the kernel's queue: send them elsewhere.
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: all {max} client connections are taken\n"),
+                )
+            } else {
+                text(StatusCode::OK, "ready\n".into())
             }
         }
         (&Method::POST, "/cache/purge") => {

@@ -60,6 +60,8 @@ pub struct Metrics {
     /// looking labels up.
     outcome_counters: [(Counter, Counter); 4],
     pub cache_entries: Gauge,
+    /// Client connections open, set when `/metrics` is read.
+    pub client_connections_open: Gauge,
     pub cache_weighted_bytes: Gauge<i64, AtomicI64>,
     pub upstream_requests: Family<UpstreamLabels, Counter>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
@@ -105,6 +107,12 @@ impl Metrics {
             "cache_entries",
             "Entries in the response cache",
             cache_entries.clone(),
+        );
+        let client_connections_open = Gauge::default();
+        registry.register(
+            "client_connections_open",
+            "Client connections open on the listener (at listen.max_connections, /readyz is 503)",
+            client_connections_open.clone(),
         );
         let cache_weighted_bytes = Gauge::default();
         registry.register(
@@ -182,6 +190,7 @@ impl Metrics {
             requests,
             outcome_counters,
             cache_entries,
+            client_connections_open,
             cache_weighted_bytes,
             upstream_requests,
             upstream_errors,

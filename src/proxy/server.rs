@@ -72,7 +72,7 @@ pub async fn run(
         listener::serve_with(
             clients,
             proxy.tls.clone(),
-            proxy.serve_options,
+            proxy.serve_options.clone(),
             move |peer: SocketAddr| {
                 let proxy = proxy.clone();
                 hyper::service::service_fn(move |req| {

@@ -99,6 +99,8 @@ impl Proxy {
                 max_header_bytes: config.listen.max_header_bytes.as_usize(),
                 header_read_timeout: config.listen.header_read_timeout,
                 shutdown_grace: config.listen.shutdown_grace,
+                idle_timeout: config.listen.idle_timeout,
+                open: Default::default(),
             },
             body_read_timeout: config.listen.body_read_timeout,
             ready: AtomicBool::new(false),

@@ -18,6 +18,8 @@
 //! * `keepalive`: every body read before the answer, so pooled connections live.
 //! * `errors`: bad requests, vCenter errors passed through, timeouts, refused
 //!   connections, partial answers.
+//! * `silent`: connections that hold a slot without using it (silent, idle, an
+//!   unfinished HTTP/2 header block) are closed; `/readyz` while slots run out.
 //! * `tls_http2`: the connections themselves: TLS towards vCenters and towards
 //!   clients, HTTP/2, large answers, and the client listener's connection and header
 //!   limits (these are about the transport, like the rest of this file).
@@ -36,6 +38,7 @@ mod get_task;
 mod jsonrpc;
 mod keepalive;
 mod sessions;
+mod silent;
 mod tls_http2;
 
 /// The test kit, under the name it had as `tests/common/`: the tests moved here

@@ -83,6 +83,7 @@ fn contract_snippet_loads_with_defaults() {
     assert_eq!(config.listen.header_read_timeout, Duration::from_secs(10));
     assert_eq!(config.listen.body_read_timeout, Duration::from_secs(10));
     assert_eq!(config.listen.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(config.listen.idle_timeout, Duration::from_secs(75));
     assert_eq!(config.admin.addr, "127.0.0.1:9090".parse().unwrap());
     assert_eq!(config.cache, Cache::default());
     assert_eq!(config.cache.ttl, Duration::from_secs(5));
@@ -320,6 +321,7 @@ fn zero_values_name_their_key() {
         ("max_query_bytes = 0", "listen.max_query_bytes"),
         ("header_read_timeout = \"0s\"", "listen.header_read_timeout"),
         ("body_read_timeout = \"0s\"", "listen.body_read_timeout"),
+        ("idle_timeout = \"0s\"", "listen.idle_timeout"),
     ] {
         let toml = CONTRACT.replace(
             "addr = \"127.0.0.1:8080\"",
