@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -305,30 +304,44 @@ impl Drop for OpenGuard {
 /// with no request in flight for `idle` since its last answer. A request is in
 /// flight from its complete head (the service is called) until its response body
 /// has been sent or dropped.
+///
+/// Requests only touch two atomics (no wake-up of the connection's task); the
+/// watchdog wakes on its own timer, at the deadline the state it last saw implies,
+/// and looks again.
 struct Watchdog {
-    state: watch::Receiver<Activity>,
+    activity: Arc<Activity>,
     first: Duration,
     idle: Duration,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// What the watchdog reads: requests in flight, and when that number last changed.
 struct Activity {
-    in_flight: usize,
-    /// When `in_flight` last changed (or the connection was accepted).
-    since: Instant,
-    /// Whether a request head ever arrived.
-    served: bool,
+    /// Requests in flight, plus [`SERVED`] once a request head has arrived.
+    in_flight: AtomicUsize,
+    /// When `in_flight` last changed, in milliseconds since `start`.
+    since_ms: std::sync::atomic::AtomicU64,
+    start: Instant,
+}
+
+/// The flag in [`Activity::in_flight`] that says a request head has arrived.
+const SERVED: usize = 1 << (usize::BITS - 1);
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.since_ms.store(ms, Ordering::Relaxed);
+    }
 }
 
 impl Watchdog {
     fn new<S>(service: S, first: Duration, idle: Duration) -> (Watchdog, Tracked<S>) {
-        let (tx, rx) = watch::channel(Activity {
-            in_flight: 0,
-            since: Instant::now(),
-            served: false,
+        let activity = Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            since_ms: std::sync::atomic::AtomicU64::new(0),
+            start: Instant::now(),
         });
         let dog = Watchdog {
-            state: rx,
+            activity: activity.clone(),
             first,
             idle,
         };
@@ -336,22 +349,18 @@ impl Watchdog {
             dog,
             Tracked {
                 inner: service,
-                activity: Arc::new(tx),
+                activity,
             },
         )
     }
 
     /// Resolves when the connection has overstayed: why, for the log.
-    async fn expired(mut self) -> &'static str {
+    async fn expired(self) -> &'static str {
+        let a = &self.activity;
         loop {
-            let now = *self.state.borrow_and_update();
-            if now.in_flight > 0 {
-                if self.state.changed().await.is_err() {
-                    return std::future::pending().await;
-                }
-                continue;
-            }
-            let (limit, why) = if now.served {
+            let state = a.in_flight.load(Ordering::Acquire);
+            let since = a.start + Duration::from_millis(a.since_ms.load(Ordering::Acquire));
+            let (limit, why) = if state & SERVED != 0 {
                 (self.idle, "idle past listen.idle_timeout")
             } else {
                 (
@@ -359,14 +368,16 @@ impl Watchdog {
                     "no complete request head within listen.header_read_timeout",
                 )
             };
-            tokio::select! {
-                changed = self.state.changed() => {
-                    if changed.is_err() {
-                        return std::future::pending().await;
-                    }
-                }
-                () = tokio::time::sleep_until(now.since + limit) => return why,
+            if state & !SERVED > 0 {
+                // Busy: look again a whole limit later.
+                tokio::time::sleep(limit).await;
+                continue;
             }
+            let deadline = since + limit;
+            if Instant::now() >= deadline {
+                return why;
+            }
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
@@ -375,7 +386,7 @@ impl Watchdog {
 /// [`Watchdog`].
 pub struct Tracked<S> {
     inner: S,
-    activity: Arc<watch::Sender<Activity>>,
+    activity: Arc<Activity>,
 }
 
 impl<S, B> Service<Request<Incoming>> for Tracked<S>
@@ -387,11 +398,8 @@ where
     type Future = TrackedFuture<S::Future>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        self.activity.send_modify(|a| {
-            a.in_flight += 1;
-            a.since = Instant::now();
-            a.served = true;
-        });
+        self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.activity.in_flight.fetch_or(SERVED, Ordering::AcqRel);
         TrackedFuture {
             inner: self.inner.call(req),
             in_flight: Some(InFlight(self.activity.clone())),
@@ -430,14 +438,13 @@ where
 
 /// Ends a request's time in flight when dropped: with its response body, or with
 /// the service's future if it never answered.
-struct InFlight(Arc<watch::Sender<Activity>>);
+struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|a| {
-            a.in_flight = a.in_flight.saturating_sub(1);
-            a.since = Instant::now();
-        });
+        // The time first: the watchdog must not see zero in flight with the old time.
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
