@@ -300,3 +300,83 @@ async fn serve_finishes_requests_in_flight_and_logs_out_on_sigterm() {
         s.shutdown().await;
     }
 }
+
+/// `serve` on SIGTERM with a client dripping its body: the process still exits 0
+/// after `shutdown_grace`, having logged out of every vCenter.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exits_after_shutdown_grace_on_sigterm_despite_a_dripping_client() {
+    use tokio::io::AsyncWriteExt;
+    let sims = start_sims(three_static()).await;
+    let (port, admin_port) = (free_port(), free_port());
+    let mut toml = format!(
+        "[listen]\naddr = \"127.0.0.1:{port}\"\nbody_read_timeout = \"1h\"\nshutdown_grace = \"1s\"\n\
+         [admin]\naddr = \"127.0.0.1:{admin_port}\"\n"
+    );
+    for (i, s) in sims.iter().enumerate() {
+        toml.push_str(&format!(
+            "[[vcenter]]\nname = \"vc{}\"\nurl = \"{}\"\n",
+            i + 1,
+            s.base_url()
+        ));
+    }
+    let dir = common::temp_dir("sigterm-grace");
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vcproxy"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = Http::new(format!("http://127.0.0.1:{port}"));
+    let mut ready = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "vcproxy serve did not start listening");
+    http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    assert!(sims.iter().all(|s| s.stats().sessions_open == 1));
+    let mut drip = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    drip.write_all(b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Bounded only so that a regression fails instead of hanging the suite.
+    let mut status = None;
+    for _ in 0..600 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("still running 30 s after SIGTERM with shutdown_grace = 1s");
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        sims.iter().all(|s| s.stats().sessions_open == 0),
+        "sessions closed"
+    );
+    for s in sims {
+        s.shutdown().await;
+    }
+}
