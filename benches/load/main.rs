@@ -1,7 +1,7 @@
 //! The load benchmark: simulated vCenters with realistic latency, vcproxy in front,
 //! load driven at it, and one table of results (issue 5).
 //!
-//! Run: `cargo bench --bench load` (about 4 minutes on 2 cores).
+//! Run: `cargo bench --bench load` (about 10 minutes on 2 cores).
 //! Quick run (shorter durations, fewer samples; not the issue's numbers):
 //! `VCPROXY_BENCH_QUICK=1 cargo bench --bench load`.
 //!
