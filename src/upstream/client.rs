@@ -83,7 +83,10 @@ impl Upstream {
             .enable_http1()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Below the idle limits servers keep (nginx 75 s, vcproxy's own listener
+            // and simulator 75 s): the pool drops a connection before the server
+            // closes it, rather than racing the close with a request.
+            .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(settings.max_idle_connections)
             .build(connector);
         Ok(Upstream {
