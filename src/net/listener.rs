@@ -355,8 +355,13 @@ impl Watchdog {
     }
 
     /// Resolves when the connection has overstayed: why, for the log.
+    ///
+    /// The watchdog is not woken by requests, so it never sleeps longer than the
+    /// shorter limit: the limit that applies changes when a first request arrives
+    /// (`first` to `idle`), and a deadline seen before that may be too far.
     async fn expired(self) -> &'static str {
         let a = &self.activity;
+        let step = self.first.min(self.idle);
         loop {
             let state = a.in_flight.load(Ordering::Acquire);
             let since = a.start + Duration::from_millis(a.since_ms.load(Ordering::Acquire));
@@ -368,16 +373,17 @@ impl Watchdog {
                     "no complete request head within listen.header_read_timeout",
                 )
             };
+            let now = Instant::now();
             if state & !SERVED > 0 {
-                // Busy: look again a whole limit later.
-                tokio::time::sleep(limit).await;
+                // Busy: look again later.
+                tokio::time::sleep(step).await;
                 continue;
             }
             let deadline = since + limit;
-            if Instant::now() >= deadline {
+            if now >= deadline {
                 return why;
             }
-            tokio::time::sleep_until(deadline).await;
+            tokio::time::sleep_until(deadline.min(now + step)).await;
         }
     }
 }

@@ -133,6 +133,9 @@ async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
     // The header deadline is far off: only the idle limit can close it in time.
     let env = proxy_with("60s", "1s", None).await;
     let mut conn = TcpStream::connect(env.addr).await.unwrap();
+    // Connected a moment before the request, so that the proxy has looked at the
+    // connection (and its 60 s first-request deadline) before the request arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     conn.write_all(b"GET /api/session HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
