@@ -69,6 +69,8 @@ pub(super) struct FileAuth {
     pub(super) backend_idle_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub(super) client_session_idle: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(super) verify_interval: Duration,
     pub(super) username: Option<String>,
     pub(super) password_env: Option<String>,
     pub(super) password_file: Option<PathBuf>,
@@ -82,6 +84,7 @@ impl Default for FileAuth {
             mode: FileAuthMode::Passthrough,
             backend_idle_timeout: auth.backend_idle_timeout,
             client_session_idle: auth.client_session_idle,
+            verify_interval: auth.verify_interval,
             username: None,
             password_env: None,
             password_file: None,
@@ -227,6 +230,7 @@ impl Default for Auth {
             mode: AuthMode::Passthrough,
             backend_idle_timeout: Duration::from_secs(25 * 60),
             client_session_idle: Duration::from_secs(30 * 60),
+            verify_interval: Duration::from_secs(5 * 60),
         }
     }
 }

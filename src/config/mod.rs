@@ -162,6 +162,10 @@ pub struct Auth {
     pub backend_idle_timeout: Duration,
     /// A client's proxy session idle this long expires.
     pub client_session_idle: Duration,
+    /// Passthrough mode: how long a log-in checked against the pooled user's
+    /// remembered password digest is trusted before the next log-in asks vCenter
+    /// again. Zero: every log-in asks vCenter.
+    pub verify_interval: Duration,
 }
 
 /// `[log]`.

@@ -203,8 +203,11 @@ fn validate_log(log: &Log) -> Result<(), ConfigError> {
 fn validate_auth(file: FileAuth, paths: Paths) -> Result<Auth, ConfigError> {
     require_positive("auth.backend_idle_timeout", file.backend_idle_timeout)?;
     require_positive("auth.client_session_idle", file.client_session_idle)?;
-    let (backend_idle_timeout, client_session_idle) =
-        (file.backend_idle_timeout, file.client_session_idle);
+    let (backend_idle_timeout, client_session_idle, verify_interval) = (
+        file.backend_idle_timeout,
+        file.client_session_idle,
+        file.verify_interval,
+    );
     let mode = match file.mode {
         FileAuthMode::Passthrough => {
             let service_account_keys = [
@@ -229,6 +232,7 @@ fn validate_auth(file: FileAuth, paths: Paths) -> Result<Auth, ConfigError> {
         mode,
         backend_idle_timeout,
         client_session_idle,
+        verify_interval,
     })
 }
 

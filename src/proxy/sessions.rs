@@ -44,6 +44,8 @@ pub struct SessionSettings {
     pub client_idle: Duration,
     /// vCenter sessions without a client session this long are logged out.
     pub backend_idle: Duration,
+    /// How long a remembered password check is trusted (passthrough mode).
+    pub verify_interval: Duration,
 }
 
 impl From<&crate::config::Auth> for SessionSettings {
@@ -51,6 +53,7 @@ impl From<&crate::config::Auth> for SessionSettings {
         SessionSettings {
             client_idle: auth.client_session_idle,
             backend_idle: auth.backend_idle_timeout,
+            verify_interval: auth.verify_interval,
         }
     }
 }
@@ -66,6 +69,8 @@ pub struct Principal {
     backends: tokio::sync::Mutex<Vec<Option<Secret>>>,
     clients: AtomicUsize,
     last_used: Mutex<Instant>,
+    /// When a vCenter last accepted this principal's credentials.
+    verified: Mutex<Instant>,
     keep_password: bool,
 }
 
@@ -77,6 +82,7 @@ impl Principal {
             backends: tokio::sync::Mutex::new(vec![None; backends]),
             clients: AtomicUsize::new(0),
             last_used: Mutex::new(Instant::now()),
+            verified: Mutex::new(Instant::now()),
             keep_password,
         }
     }
@@ -256,8 +262,38 @@ impl Sessions {
         let mut slots = principal.backends.lock().await;
         let missing: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_none()).collect();
         if missing.is_empty() {
-            debug!(user = %Untrusted(&user), "login reuses pooled vCenter sessions");
-            return Ok(principal.clone());
+            let checked = lock(&principal.verified).elapsed();
+            if keep_password || checked < self.settings.verify_interval {
+                debug!(user = %Untrusted(&user), "login reuses pooled vCenter sessions");
+                return Ok(principal.clone());
+            }
+            // The remembered check is too old: ask vCenter again (the first one),
+            // swapping the new session for the pooled one so none is added.
+            match self
+                .backend_login(&self.backends[0], user, password, family)
+                .await
+            {
+                Ok(fresh) => {
+                    let old = slots[0].replace(fresh);
+                    drop(slots);
+                    *lock(&principal.verified) = Instant::now();
+                    if let Some(old) = old {
+                        self.backend_logout(0, &old).await;
+                    }
+                    return Ok(principal.clone());
+                }
+                Err(failure) if refused(&failure) => {
+                    drop(slots);
+                    self.end_principal(&principal).await;
+                    return Err(LoginError::Upstream(failure));
+                }
+                Err(failure) => {
+                    // vCenter could not say: the pooled sessions still work, and the
+                    // next log-in asks again.
+                    warn!(user = %Untrusted(&user), status = failure.status().as_u16(), "could not check the password again; pooled sessions kept");
+                    return Ok(principal.clone());
+                }
+            }
         }
         let logins = missing.iter().map(|&i| {
             let backend = &self.backends[i];
@@ -270,6 +306,9 @@ impl Sessions {
                 Ok(id) => slots[i] = Some(id),
                 Err(f) => failures.push(f),
             }
+        }
+        if failures.is_empty() {
+            *lock(&principal.verified) = Instant::now();
         }
         if let Some(failure) = pick_failure(failures) {
             // Don't keep half a pool for credentials a vCenter refused: log out of the
@@ -393,11 +432,44 @@ impl Sessions {
             self.metrics
                 .backend_session_closed(self.backends[index].name());
         }
-        let id = self
+        match self
             .backend_login(&self.backends[index], &principal.user, &password, family)
-            .await?;
-        slots[index] = Some(id.clone());
-        Ok(Some(id))
+            .await
+        {
+            Ok(id) => {
+                slots[index] = Some(id.clone());
+                *lock(&principal.verified) = Instant::now();
+                Ok(Some(id))
+            }
+            Err(failure) if refused(&failure) && !principal.keep_password => {
+                // The password no longer works: nobody keeps using it through us.
+                drop(slots);
+                self.end_principal(principal).await;
+                Err(failure)
+            }
+            Err(failure) => Err(failure),
+        }
+    }
+
+    /// Ends a pooled principal whose credentials vCenter refused: its client
+    /// sessions, its vCenter sessions, and its place in the pool.
+    async fn end_principal(&self, principal: &Principal) {
+        lock(&self.principals).retain(|_, p| !std::ptr::eq(Arc::as_ptr(p), principal));
+        let ended: Vec<Arc<str>> = self
+            .clients
+            .iter()
+            .filter(|(_, s)| std::ptr::eq(Arc::as_ptr(&s.principal), principal))
+            .map(|(id, _)| Arc::clone(&*id))
+            .collect();
+        for id in &ended {
+            self.clients.invalidate(id).await;
+        }
+        info!(
+            user = %Untrusted(&principal.user),
+            client_sessions = ended.len(),
+            "vCenter refused the user's password: its sessions are ended"
+        );
+        self.close_principal(principal).await;
     }
 
     /// `DELETE` on a session path: ends the client session. vCenter sessions stay
@@ -455,6 +527,14 @@ impl Sessions {
     pub fn settings(&self) -> &SessionSettings {
         &self.settings
     }
+}
+
+/// Whether vCenter refused the credentials (401 or 403), as opposed to failing.
+fn refused(failure: &UpstreamFailure) -> bool {
+    matches!(
+        failure.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    )
 }
 
 fn client_session_ended(principal: &Principal, cause: RemovalCause) {

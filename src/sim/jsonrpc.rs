@@ -32,7 +32,7 @@ use super::query;
 use super::routes::{
     faulted, json, read_body, session_by_id, shorten, visible_task, Hangup, SimState,
 };
-use super::sessions::{self, Session, UserSpec};
+use super::sessions::{Session, UserSpec};
 use super::stats::Endpoint;
 use super::typed;
 use crate::protocol::error::{ErrorKind, VapiError};
@@ -216,8 +216,8 @@ fn login(state: &SimState, headers: &HeaderMap, call: &Call<'_>) -> Result<Bytes
         (None, Security::UserPass { user, password }) => (user, password),
         _ => return Err(VapiError::unauthenticated()),
     };
-    let user = sessions::authenticate(&state.users, name, password).ok_or_else(|| {
-        tracing::info!(user = %name, family = %Family::JsonRpc, "log-in refused");
+    let user = state.authenticate(name, password).ok_or_else(|| {
+        tracing::info!(user = ?name, family = %Family::JsonRpc, "log-in refused");
         VapiError::unauthenticated()
     })?;
     no_input(call)?;

@@ -48,6 +48,9 @@ pub(crate) struct SimState {
     pub(crate) tasks: TaskSet,
     pub(crate) clock: Clock,
     pub(crate) users: Vec<UserSpec>,
+    /// Users whose log-ins are refused from now on, as if their password had been
+    /// changed (their open sessions stay valid, as on vCenter).
+    pub(crate) refused: std::sync::Mutex<std::collections::HashSet<String>>,
     pub(crate) sessions: Sessions,
     pub(crate) faults: FaultState,
     pub(crate) counters: Counters,
@@ -68,6 +71,21 @@ pub(crate) struct SimState {
 /// (user, canonical request key) to (simulated instant, rendered body), weighed in
 /// bytes.
 pub(crate) type AnswerMemo = moka::sync::Cache<(String, Vec<u8>), (Millis, Bytes)>;
+
+impl SimState {
+    /// The index of the user these credentials log in, unless refused.
+    pub(crate) fn authenticate(&self, name: &str, password: &str) -> Option<usize> {
+        let refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name);
+        if refused {
+            return None;
+        }
+        sessions::authenticate(&self.users, name, password)
+    }
+}
 
 pub(crate) fn answer_memo() -> AnswerMemo {
     moka::sync::Cache::builder()
@@ -351,8 +369,8 @@ fn login(
     let (name, password) =
         crate::auth::basic_auth::decode(headers.get(http::header::AUTHORIZATION))
             .ok_or_else(VapiError::unauthenticated)?;
-    let user = sessions::authenticate(&state.users, &name, &password).ok_or_else(|| {
-        tracing::info!(user = %name, %family, "log-in refused");
+    let user = state.authenticate(&name, &password).ok_or_else(|| {
+        tracing::info!(user = ?name, %family, "log-in refused");
         VapiError::unauthenticated()
     })?;
     let id = state.sessions.create(user).ok_or_else(|| {

@@ -115,6 +115,7 @@ pub async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimHa
         tasks: TaskSet::generate(config.tasks, config.seed),
         clock: Clock::new(config.static_tasks),
         users,
+        refused: Default::default(),
         sessions: Sessions::new(config.session_idle),
         faults: FaultState::new(config.faults.clone(), config.seed),
         counters: Counters::default(),
@@ -193,6 +194,17 @@ impl SimHandle {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.state.stats()
+    }
+
+    /// Refuses `user`'s log-ins from now on (`false`: accepts them again), as if
+    /// the password had been changed on vCenter; open sessions stay valid.
+    pub fn refuse_logins(&self, user: &str, refuse: bool) {
+        let mut refused = self.state.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refuse {
+            refused.insert(user.to_owned());
+        } else {
+            refused.remove(user);
+        }
     }
 
     /// Ends every session now; returns how many were open.

@@ -379,3 +379,92 @@ async fn hostile_names_cannot_forge_log_lines_or_reach_a_terminal() {
         );
     }
 }
+
+/// `[auth] verify_interval = "0s"`: every log-in asks vCenter again, swapping the
+/// new session for the pooled one (no session added); once vCenter refuses the
+/// password, the user's pool and client sessions end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_password_ends_the_users_pool_and_client_sessions() {
+    let (env, sid) = logged_in("[auth]\nverify_interval = \"0s\"", Family::Rest).await;
+    let q = svc_query();
+    assert_eq!(env.http.rest_list(&sid, &q).await.status, 200);
+    for _ in 0..5 {
+        env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    }
+    let opened: Vec<u64> = env.sims.iter().map(|s| s.stats().sessions_opened).collect();
+    assert_eq!(
+        opened,
+        [6, 1, 1],
+        "each log-in asked the first vCenter again"
+    );
+    assert!(
+        env.sims.iter().all(|s| s.stats().sessions_open == 1),
+        "no session added by the checks"
+    );
+    // The password changes on vCenter.
+    for s in &env.sims {
+        s.refuse_logins(ADMIN.0, true);
+    }
+    let r = env.http.login(Family::Api, ADMIN.0, ADMIN.1).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    // The earlier client session is over, and so is the pool.
+    assert_eq!(env.http.rest_list(&sid, &q).await.status, 401);
+    assert!(
+        env.sims.iter().all(|s| s.stats().sessions_open == 0),
+        "the refused user's vCenter sessions are logged out"
+    );
+    env.stop().await;
+}
+
+/// Within `verify_interval` (5 minutes by default) the remembered check is
+/// trusted: a log-in with the pooled password reuses the pool without asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_check_is_trusted_within_verify_interval() {
+    let (env, _sid) = logged_in("", Family::Rest).await;
+    for s in &env.sims {
+        s.refuse_logins(ADMIN.0, true);
+    }
+    let r = env.http.login(Family::Api, ADMIN.0, ADMIN.1).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(env.sims.iter().all(|s| s.stats().sessions_opened == 1));
+    env.stop().await;
+}
+
+/// A vCenter session expires and the log-in again with the held password is
+/// refused: the user's client sessions and pool end rather than keep failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_again_ends_the_users_sessions() {
+    let (env, sid) = logged_in("", Family::Rest).await;
+    let q = svc_query();
+    assert_eq!(env.http.rest_list(&sid, &q).await.status, 200);
+    for s in &env.sims {
+        s.refuse_logins(ADMIN.0, true);
+        s.expire_sessions();
+    }
+    let r = env
+        .http
+        .call(
+            Method::GET,
+            &format!("/rest/cis/tasks?{q}"),
+            &[
+                ("vmware-api-session-id", &sid),
+                ("cache-control", "no-cache"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    let again = env.http.rest_list(&sid, &q).await;
+    assert_eq!(again.status, 401, "the client session was ended");
+    let who = env
+        .http
+        .call(
+            Method::GET,
+            "/api/session",
+            &[("vmware-api-session-id", &sid)],
+            None,
+        )
+        .await;
+    assert_eq!(who.status, 401);
+    env.stop().await;
+}

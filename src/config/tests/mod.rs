@@ -103,6 +103,7 @@ fn contract_snippet_loads_with_defaults() {
         config.auth.client_session_idle,
         Duration::from_secs(30 * 60)
     );
+    assert_eq!(config.auth.verify_interval, Duration::from_secs(5 * 60));
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.level, "info");
 
