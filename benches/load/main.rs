@@ -46,6 +46,11 @@
 //!   versus the same waiters asking the task's vCenter directly.
 //! * **Session churn**: 200 clients (2 users) logging in, listing and logging out on
 //!   every poll: vCenter sessions opened per vCenter, proxy versus direct.
+//! * **Soak** (issue 16; only with `VCPROXY_BENCH_ONLY=soak`): 5 minutes
+//!   (`VCPROXY_SOAK_SECS`) of 40 clients in both users and all three protocols
+//!   against vcproxy in a child process, the simulators injecting every fault and
+//!   expiring sessions every 20 s, 300 silent sockets every 10 s: no answer that
+//!   should have succeeded fails, RSS and file descriptors flat after warm-up.
 //! * **Memory**: 10,000 distinct cached queries of 100 tasks each under a 256 MiB
 //!   cache cap, in a fresh child process: RSS growth and the cache's weighed bytes.
 //!
@@ -70,6 +75,7 @@ mod miss_path;
 mod process;
 mod session_churn;
 mod shared;
+mod soak;
 mod stats;
 mod table;
 mod task_waiters;
@@ -194,6 +200,14 @@ fn main() {
     if wanted("churn") {
         eprintln!("== session churn");
         rows.extend(rt.block_on(session_churn::session_churn(&settings)));
+    }
+    // Only when asked for by name: it runs for minutes.
+    if only
+        .as_deref()
+        .is_some_and(|o| o.split(',').any(|x| x == "soak"))
+    {
+        eprintln!("== soak");
+        rows.extend(rt.block_on(soak::soak(&settings)));
     }
     if wanted("memory") {
         eprintln!("== memory");
