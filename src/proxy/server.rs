@@ -52,9 +52,18 @@ pub async fn run(
     let admin_task = {
         let proxy = proxy.clone();
         let stop = stopped(stop_rx.clone());
-        tokio::spawn(listener::serve(
+        // The client listener's deadlines, with its own connection limit and count
+        // (a busy admin listener must not make /readyz say the proxy is full).
+        let defaults = listener::ServeOptions::default();
+        let options = listener::ServeOptions {
+            open: defaults.open,
+            max_connections: defaults.max_connections,
+            ..proxy.serve_options.clone()
+        };
+        tokio::spawn(listener::serve_with(
             admin,
             None,
+            options,
             move |_peer| {
                 let proxy = proxy.clone();
                 hyper::service::service_fn(move |req| {

@@ -198,3 +198,24 @@ async fn readyz_is_503_while_every_connection_slot_is_taken() {
     assert!(again, "ready again once the slots are free");
     env.stop().await;
 }
+
+/// The admin listener has the same deadlines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_closes_silent_and_idle_connections_too() {
+    let env = proxy_with("1s", "1s", None).await;
+    let admin: std::net::SocketAddr = env
+        .admin
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let mut silent = TcpStream::connect(admin).await.unwrap();
+    closed_by_proxy(&mut silent, "admin, silent").await;
+    let mut idle = TcpStream::connect(admin).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = closed_by_proxy(&mut idle, "admin, idle after an answer").await;
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    env.stop().await;
+}
