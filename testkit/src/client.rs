@@ -256,6 +256,25 @@ impl Http {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Who-am-I in `family` (`POST /rest/com/vmware/cis/session?~action=get` or
+    /// `GET /api/session`) with session `sid`.
+    pub async fn whoami(&self, family: Family, sid: &str) -> Resp {
+        let (method, path) = match family {
+            Family::Rest => (Method::POST, "/rest/com/vmware/cis/session?~action=get"),
+            Family::Api | Family::JsonRpc => (Method::GET, "/api/session"),
+        };
+        self.call(method, path, &[(SESSION, sid)], None).await
+    }
+
+    /// A JSON-RPC body posted to `/api` as it is, with no `vapi-*` headers (for
+    /// calls a test builds whole, malformed or hostile ones included).
+    pub async fn rpc_body(&self, body: &Value, headers: &[(&str, &str)]) -> Resp {
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        self.call(Method::POST, "/api", &h, Some(body.to_string().as_bytes()))
+            .await
+    }
+
     /// An administrator's `/api` session id.
     pub async fn admin(&self) -> String {
         self.session(Family::Api, ADMIN.0, ADMIN.1).await

@@ -242,18 +242,7 @@ async fn serve_finishes_requests_in_flight_and_logs_out_on_sigterm() {
         .spawn()
         .unwrap();
     let http = Http::new(format!("http://127.0.0.1:{port}"));
-    let mut ready = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready, "vcproxy serve did not start listening");
+    wait_listening(port).await;
     let sid = http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
     assert!(sims.iter().all(|s| s.stats().sessions_open == 1));
 
@@ -332,18 +321,7 @@ async fn serve_exits_after_shutdown_grace_on_sigterm_despite_a_dripping_client()
         .spawn()
         .unwrap();
     let http = Http::new(format!("http://127.0.0.1:{port}"));
-    let mut ready = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready, "vcproxy serve did not start listening");
+    wait_listening(port).await;
     http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
     assert!(sims.iter().all(|s| s.stats().sessions_open == 1));
     let mut drip = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -379,4 +357,18 @@ async fn serve_exits_after_shutdown_grace_on_sigterm_despite_a_dripping_client()
     for s in sims {
         s.shutdown().await;
     }
+}
+
+/// Waits (up to 5 s) until `vcproxy serve` listens on `port`.
+async fn wait_listening(port: u16) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("vcproxy serve did not start listening");
 }

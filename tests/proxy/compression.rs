@@ -378,33 +378,19 @@ async fn the_memory_cap_weighs_the_copies() {
 async fn a_jsonrpc_gzip_answer_is_one_stream_of_three_members() {
     let (env, sid) = logged_in(TTL, Family::Api).await;
     let filter: serde_json::Value = serde_json::from_str(&svc_body()).unwrap();
-    let call = |id: &str| {
-        serde_json::json!({"jsonrpc":"2.0","method":"invoke","params":{
+    // The SDK's call with request id `id`, sent with `accept`.
+    let send = |id: serde_json::Value, accept: &'static str| {
+        let body = serde_json::json!({"jsonrpc":"2.0","method":"invoke","params":{
             "serviceId":"com.vmware.cis.tasks","operationId":"list",
             "input": common::typed::list_input(&filter),
-            "ctx":{"securityCtx": Http::rpc_session(&sid)}},"id": id})
-        .to_string()
-    };
-    let send = |id: String, accept: &'static str| {
-        let body = call(&id);
+            "ctx":{"securityCtx": Http::rpc_session(&sid)}},"id": id});
         let http = env.http.clone();
-        async move {
-            http.call(
-                Method::POST,
-                "/api",
-                &[
-                    ("content-type", "application/json"),
-                    ("accept-encoding", accept),
-                ],
-                Some(body.as_bytes()),
-            )
-            .await
-        }
+        async move { http.rpc_body(&body, &[("accept-encoding", accept)]).await }
     };
     // Until the copies exist, the answer is identity.
     let mut gz = None;
     for _ in 0..500 {
-        let r = send("0".into(), "gzip, deflate").await;
+        let r = send(serde_json::json!("0"), "gzip, deflate").await;
         assert_eq!(r.status, 200);
         if r.header("content-encoding") == Some("gzip") {
             gz = Some(r);
@@ -413,7 +399,7 @@ async fn a_jsonrpc_gzip_answer_is_one_stream_of_three_members() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let gz = gz.expect("a gzip JSON-RPC answer");
-    let plain = send("0".into(), "identity").await;
+    let plain = send(serde_json::json!("0"), "identity").await;
     assert_eq!(plain.header("content-encoding"), None);
     assert_eq!(
         gunzip(&gz.body),
@@ -432,19 +418,7 @@ async fn a_jsonrpc_gzip_answer_is_one_stream_of_three_members() {
     );
     // The id is the request's, in every coding.
     for id in ["\"abc\"", "42"] {
-        let body = call("X").replace("\"X\"", id);
-        let r = env
-            .http
-            .call(
-                Method::POST,
-                "/api",
-                &[
-                    ("content-type", "application/json"),
-                    ("accept-encoding", "gzip"),
-                ],
-                Some(body.as_bytes()),
-            )
-            .await;
+        let r = send(serde_json::from_str(id).unwrap(), "gzip").await;
         assert_eq!(r.header("content-encoding"), Some("gzip"));
         let v: serde_json::Value = serde_json::from_slice(&gunzip(&r.body)).unwrap();
         assert_eq!(v["id"].to_string(), id);
@@ -454,7 +428,7 @@ async fn a_jsonrpc_gzip_answer_is_one_stream_of_three_members() {
         );
     }
     // zstd is not offered in JSON-RPC (no JSON-RPC client asks for it): identity.
-    let r = send("0".into(), "zstd").await;
+    let r = send(serde_json::json!("0"), "zstd").await;
     assert_eq!(r.header("content-encoding"), None);
     assert_eq!(r.body, plain.body);
     env.stop().await;

@@ -297,89 +297,6 @@ async fn session_ids_and_passwords_never_reach_the_logs() {
     }
 }
 
-/// Hostile user names (a line feed and a forged log line, terminal escapes) in
-/// Basic auth and in a JSON-RPC log-in reach the logs escaped: no forged line, no
-/// escape character, in the text and the JSON formats.
-#[tokio::test(flavor = "current_thread")]
-async fn hostile_names_cannot_forge_log_lines_or_reach_a_terminal() {
-    const FORGED: &str = "mallory\n2026-12-03T00:00:00.000000Z  WARN FORGED cache purged\r\x1b[2J\x1b]0;owned\x07\u{9b}31m";
-    for json in [false, true] {
-        let logs = LogBuffer::default();
-        let builder = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(logs.clone())
-            .with_ansi(false);
-        let _guard = if json {
-            tracing::subscriber::set_default(builder.json().finish())
-        } else {
-            tracing::subscriber::set_default(builder.finish())
-        };
-        let env = Env::start(three_static(), "", "").await;
-        for family in [Family::Rest, Family::Api] {
-            let r = env.http.login(family, FORGED, "x").await;
-            assert_eq!(r.status, 401, "{}", r.text());
-        }
-        let r = env
-            .http
-            .rpc(
-                "com.vmware.cis.session",
-                "create",
-                serde_json::json!({"STRUCTURE":{"operation-input":{}}}),
-                serde_json::json!({"schemeId":"com.vmware.vapi.std.security.user_pass",
-                                   "userName": FORGED, "password": "x"}),
-                "1",
-            )
-            .await;
-        assert_eq!(r.status, 200);
-        // A path and a JSON-RPC service name with a line feed.
-        let _ = env
-            .http
-            .call(Method::GET, "/rest/%0AFORGED%1B", &[], None)
-            .await;
-        let call = serde_json::json!({"jsonrpc":"2.0","method":"invoke","id":"2",
-            "params":{"serviceId":"FORGED\nservice\x1b[31m","operationId":"list",
-                      "input":{"STRUCTURE":{"operation-input":{}}},"ctx":{}}});
-        let r = env
-            .http
-            .call(
-                Method::POST,
-                "/api",
-                &[("content-type", "application/json")],
-                Some(call.to_string().as_bytes()),
-            )
-            .await;
-        assert!(r.text().contains("operation_not_found"), "{}", r.text());
-        env.stop().await;
-        drop(_guard);
-
-        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-        assert!(
-            text.contains("mallory"),
-            "the refused log-ins were logged (json: {json}): {text}"
-        );
-        for line in text.lines() {
-            assert!(
-                !line.trim_start().starts_with("2026-12-03T00:00:00.000000Z"),
-                "a forged line (json: {json}): {line}"
-            );
-            if json {
-                serde_json::from_str::<serde_json::Value>(line)
-                    .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
-            }
-        }
-        for raw in ['\x1b', '\x07', '\u{9b}', '\r'] {
-            assert!(
-                !text.contains(raw),
-                "{raw:?} reached the log (json: {json})"
-            );
-        }
-        assert!(
-            text.contains("mallory\\n2026") || text.contains("mallory\\\\n2026"),
-            "the line feed shows escaped (json: {json}): {text}"
-        );
-    }
-}
-
 /// `[auth] verify_interval = "0s"`: every log-in asks vCenter again, swapping the
 /// new session for the pooled one (no session added); once vCenter refuses the
 /// password, the user's pool and client sessions end.
@@ -456,15 +373,6 @@ async fn a_refused_login_again_ends_the_users_sessions() {
     assert_eq!(r.status, 401, "{}", r.text());
     let again = env.http.rest_list(&sid, &q).await;
     assert_eq!(again.status, 401, "the client session was ended");
-    let who = env
-        .http
-        .call(
-            Method::GET,
-            "/api/session",
-            &[("vmware-api-session-id", &sid)],
-            None,
-        )
-        .await;
-    assert_eq!(who.status, 401);
+    assert_eq!(env.http.whoami(Family::Api, &sid).await.status, 401);
     env.stop().await;
 }

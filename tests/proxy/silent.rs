@@ -221,3 +221,27 @@ async fn the_admin_listener_closes_silent_and_idle_connections_too() {
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
     env.stop().await;
 }
+
+/// An HTTP/2 connection idle after its request is answered is closed at
+/// `idle_timeout` (hyper's pings alone would take 20 s + 20 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_idle_timeout() {
+    let env = proxy_with("60s", "1s", None).await;
+    let mut conn = TcpStream::connect(env.addr).await.unwrap();
+    conn.write_all(PREFACE).await.unwrap();
+    conn.write_all(&frame(4, 0, 0, &[])).await.unwrap();
+    // HEADERS, END_STREAM | END_HEADERS: GET http://x/ (HPACK: :method GET,
+    // :scheme http, :path /, :authority "x" as a literal with an indexed name).
+    conn.write_all(&frame(1, 0x5, 1, &[0x82, 0x86, 0x84, 0x01, 0x01, b'x']))
+        .await
+        .unwrap();
+    let got = closed_within(
+        &mut conn,
+        Duration::from_secs(10),
+        "HTTP/2, idle after an answer",
+    )
+    .await;
+    // Frames came back before the close (SETTINGS at least, and the answer).
+    assert!(got.len() > 9, "{got:?}");
+    env.stop().await;
+}

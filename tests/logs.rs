@@ -1,0 +1,108 @@
+//! Log injection (issue 16): hostile user names and request fields reach the logs
+//! escaped. A test binary of its own: it installs a capturing subscriber, and
+//! tracing caches per call site whether anyone listens, which tests running in
+//! parallel in one process (with no subscriber) could decide before it is set.
+
+use http::Method;
+use vcproxy::Family;
+use vcproxy_testkit::{sim_config, Env};
+
+/// Collects everything the proxy (and simulators) log, at every level.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+fn three_static() -> Vec<vcproxy::sim::SimConfig> {
+    vec![sim_config(120, 1), sim_config(90, 2), sim_config(60, 3)]
+}
+
+/// Hostile user names (a line feed and a forged log line, terminal escapes) in
+/// Basic auth and in a JSON-RPC log-in reach the logs escaped: no forged line, no
+/// escape character, in the text and the JSON formats.
+#[tokio::test(flavor = "current_thread")]
+async fn hostile_names_cannot_forge_log_lines_or_reach_a_terminal() {
+    const FORGED: &str = "mallory\n2026-12-03T00:00:00.000000Z  WARN FORGED cache purged\r\x1b[2J\x1b]0;owned\x07\u{9b}31m";
+    for json in [false, true] {
+        let logs = LogBuffer::default();
+        let builder = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(logs.clone())
+            .with_ansi(false);
+        let _guard = if json {
+            tracing::subscriber::set_default(builder.json().finish())
+        } else {
+            tracing::subscriber::set_default(builder.finish())
+        };
+        let env = Env::start(three_static(), "", "").await;
+        for family in [Family::Rest, Family::Api] {
+            let r = env.http.login(family, FORGED, "x").await;
+            assert_eq!(r.status, 401, "{}", r.text());
+        }
+        let r = env
+            .http
+            .rpc(
+                "com.vmware.cis.session",
+                "create",
+                serde_json::json!({"STRUCTURE":{"operation-input":{}}}),
+                serde_json::json!({"schemeId":"com.vmware.vapi.std.security.user_pass",
+                                   "userName": FORGED, "password": "x"}),
+                "1",
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        // A path and a JSON-RPC service name with a line feed.
+        let _ = env
+            .http
+            .call(Method::GET, "/rest/%0AFORGED%1B", &[], None)
+            .await;
+        let call = serde_json::json!({"jsonrpc":"2.0","method":"invoke","id":"2",
+            "params":{"serviceId":"FORGED\nservice\x1b[31m","operationId":"list",
+                      "input":{"STRUCTURE":{"operation-input":{}}},"ctx":{}}});
+        let r = env.http.rpc_body(&call, &[]).await;
+        assert!(r.text().contains("operation_not_found"), "{}", r.text());
+        env.stop().await;
+        drop(_guard);
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("mallory"),
+            "the refused log-ins were logged (json: {json}): {text}"
+        );
+        for line in text.lines() {
+            assert!(
+                !line.trim_start().starts_with("2026-12-03T00:00:00.000000Z"),
+                "a forged line (json: {json}): {line}"
+            );
+            if json {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+            }
+        }
+        for raw in ['\x1b', '\x07', '\u{9b}', '\r'] {
+            assert!(
+                !text.contains(raw),
+                "{raw:?} reached the log (json: {json})"
+            );
+        }
+        assert!(
+            text.contains("mallory\\n2026") || text.contains("mallory\\\\n2026"),
+            "the line feed shows escaped (json: {json}): {text}"
+        );
+    }
+}
