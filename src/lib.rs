@@ -31,4 +31,4 @@ pub mod sim;
 mod upstream;
 
 pub use protocol::{ErrorKind, Family, VapiError};
-pub use proxy::{run, Proxy, ProxyError};
+pub use proxy::{run, LogControl, Proxy, ProxyError, ReloadError, ReloadReport};

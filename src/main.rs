@@ -4,9 +4,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use tracing_subscriber::EnvFilter;
 use vcproxy::auth::{AuthMode, Secret};
-use vcproxy::config::{Config, LogFormat};
+use vcproxy::cmd::logging::LogHandle;
+use vcproxy::config::Config;
 
 #[derive(Parser)]
 #[command(
@@ -54,22 +54,21 @@ enum Command {
     Sim(vcproxy::cmd::sim::SimArgs),
     /// Hash a password for the service-account mode's users file (reads it from stdin).
     HashPassword,
+    /// Print a shell completion script to standard output
+    /// (e.g. `vcproxy completions bash > /etc/bash_completion.d/vcproxy`).
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output (e.g. `vcproxy man | man -l -`).
+    Man,
 }
 
-fn init_logging(format: LogFormat, level: &str) {
-    // RUST_LOG, when set, overrides the configured level.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, log: LogHandle) -> anyhow::Result<()> {
+    // First: until a handler is installed, SIGHUP would end the process.
+    let mut hangups = vcproxy::cmd::signal::hangups().context("cannot wait for SIGHUP")?;
     let proxy = vcproxy::Proxy::new(&config)?;
+    proxy.set_log_control(Box::new(log));
     let listener = tokio::net::TcpListener::bind(config.listen.addr)
         .await
         .with_context(|| format!("listen.addr: cannot listen on {}", config.listen.addr))?;
@@ -88,8 +87,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         if let Err(e) = vcproxy::cmd::signal::shutdown().await {
             tracing::error!(error = %e, "cannot wait for Ctrl-C or SIGTERM; stopping");
         }
+        vcproxy::cmd::notify::stopping();
     };
+    // SIGHUP (systemd's ExecReload, nginx habit): read the file again and apply it;
+    // an invalid one is logged, naming the key, and the running configuration stays.
+    let reloader = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                vcproxy::cmd::notify::reloading();
+                let _ = proxy.reload().await;
+                vcproxy::cmd::notify::ready();
+            }
+        })
+    };
+    // Ready for systemd (Type=notify) once the listeners are bound and every vCenter
+    // was tried; one that cannot be reached is logged and does not stop start-up.
+    let tried = vcproxy::cmd::check::try_at_start(&config).await;
+    let reachable = tried.iter().filter(|r| r.ok).count();
+    vcproxy::cmd::notify::status(&format!(
+        "serving {} vCenters ({reachable} reachable at start)",
+        tried.len()
+    ));
+    vcproxy::cmd::notify::ready();
     vcproxy::run(proxy, listener, admin, shutdown).await;
+    reloader.abort();
     Ok(())
 }
 
@@ -129,8 +152,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
-            init_logging(config.log.format, &config.log.level);
-            serve(config).await
+            let log = vcproxy::cmd::logging::init(&config.log);
+            serve(config, log).await
         }
         Command::Check { config, user } => {
             let config = Config::load(&config)?;
@@ -167,7 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             admin,
             sim_port,
         } => {
-            init_logging(LogFormat::Text, "info");
+            let log = vcproxy::cmd::logging::init(&vcproxy::config::Log::default());
             let demo = vcproxy::cmd::demo::start(vcproxy::cmd::demo::DemoAddrs {
                 proxy: listen,
                 admin,
@@ -178,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 vcproxy::cmd::demo::instructions(listen, admin, &demo.sims)
             );
-            serve(demo.config).await?;
+            serve(demo.config, log).await?;
             for s in demo.sims {
                 s.shutdown().await;
             }
@@ -191,6 +214,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = password.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(!password.is_empty(), "no password on standard input");
             println!("{}", vcproxy::auth::users::hash_password(password));
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics when its writer fails (a
+            // closed pipe); this way that is an error like any other.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "vcproxy", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
             Ok(())
         }
     }

@@ -5,7 +5,7 @@
 
 use http::Method;
 use vcproxy::Family;
-use vcproxy_testkit::{sim_config, Env};
+use vcproxy_testkit::{sim_config, Env, ADMIN};
 
 /// Collects everything the proxy (and simulators) log, at every level.
 #[derive(Clone, Default)]
@@ -104,5 +104,76 @@ async fn hostile_names_cannot_forge_log_lines_or_reach_a_terminal() {
             text.contains("mallory\\n2026") || text.contains("mallory\\\\n2026"),
             "the line feed shows escaped (json: {json}): {text}"
         );
+    }
+}
+
+/// `[log] access = true`: one line per request with client, method, path (long
+/// query values cut), status, bytes, cache outcome, user and the client's trace
+/// id; never the session id or a password. Off: no line.
+#[tokio::test(flavor = "current_thread")]
+async fn the_access_log_has_one_line_per_request_and_no_secret() {
+    const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for access in [true, false] {
+        let logs = LogBuffer::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .json()
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let env = Env::start(three_static(), &format!("[log]\naccess = {access}\n"), "").await;
+        let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+        let long = "s".repeat(200);
+        let path = format!("/rest/cis/tasks?filter_spec.services={long}");
+        for _ in 0..2 {
+            let r = env
+                .http
+                .call(
+                    Method::GET,
+                    &path,
+                    &[("vmware-api-session-id", &sid), ("traceparent", TRACE)],
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+        env.stop().await;
+        drop(_guard);
+
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains(&sid), "the session id reached the log");
+        assert!(!text.contains(ADMIN.1), "the password reached the log");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|v: &serde_json::Value| v["fields"]["message"] == "access")
+            .collect();
+        if !access {
+            assert!(lines.is_empty(), "{lines:?}");
+            continue;
+        }
+        assert_eq!(lines.len(), 3, "a log-in and two lists: {text}");
+        let login = &lines[0]["fields"];
+        assert_eq!(login["method"], "POST");
+        assert_eq!(login["user"], ADMIN.0);
+        assert_eq!(login["route"], "login");
+        let (miss, hit) = (&lines[1]["fields"], &lines[2]["fields"]);
+        for (f, cache) in [(miss, "miss"), (hit, "hit")] {
+            assert_eq!(f["cache"], cache, "{f}");
+            assert_eq!(f["status"], 200);
+            assert_eq!(f["user"], ADMIN.0);
+            assert_eq!(f["route"], "list_tasks");
+            assert_eq!(f["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert!(f["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+            assert!(f["bytes"].as_u64().unwrap() > 0);
+            assert!(f["duration_ms"].as_f64().unwrap() >= 0.0);
+            let logged = f["path"].as_str().unwrap();
+            assert_eq!(
+                logged,
+                format!("/rest/cis/tasks?filter_spec.services={}…", "s".repeat(64))
+            );
+        }
+        assert_eq!(lines[2]["level"], "INFO");
     }
 }

@@ -159,7 +159,7 @@ fn main() {
     let only: Option<String> = std::env::var("VCPROXY_BENCH_ONLY").ok();
     let wanted = |name: &str| {
         only.as_deref()
-            .map_or(true, |o| o.split(',').any(|x| x == name))
+            .is_none_or(|o| o.split(',').any(|x| x == name))
     };
     eprintln!(
         "vcproxy load benchmark ({})",

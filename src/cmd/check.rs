@@ -5,10 +5,10 @@
 //! TLS trust, whether the endpoint speaks the vSphere Automation API, and, given
 //! credentials (the service account's, or `--user`), whether a login succeeds.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::auth::Secret;
-use crate::config::Config;
+use crate::config::{Config, Vcenter};
 use crate::protocol::Family;
 use crate::upstream::session_service::{self, LoginError};
 use crate::upstream::{Upstream, UpstreamSettings};
@@ -24,30 +24,80 @@ pub struct Report {
 /// Reaches every vCenter concurrently: an unauthenticated who-am-I (a vCenter answers
 /// 401 in vAPI form), then, with credentials, a login and log-out.
 pub async fn check(config: &Config, credentials: Option<(String, Secret)>) -> Vec<Report> {
-    let checks = config.vcenters.iter().map(|vc| {
-        let credentials = credentials.clone();
-        async move {
-            let settings = UpstreamSettings {
-                // One connection is all a check needs.
-                max_idle_connections: 1,
-                ..UpstreamSettings::from(vc)
-            };
-            let family = if vc.serves(Family::Api) {
-                Family::Api
-            } else {
-                Family::Rest
-            };
-            match Upstream::new(&settings) {
-                Ok(up) => one(&up, family, credentials).await,
-                Err(e) => Report {
-                    vcenter: vc.name.clone(),
-                    ok: false,
-                    detail: e.to_string(),
-                },
-            }
+    let checks = config
+        .vcenters
+        .iter()
+        .map(|vc| check_vcenter(vc, credentials.clone()));
+    futures_util::future::join_all(checks).await
+}
+
+/// The longest [`try_at_start`] waits for any vCenter.
+const START_DEADLINE_CAP: Duration = Duration::from_secs(10);
+
+/// `serve`'s start-up look at the vCenters, before it tells systemd it is ready:
+/// [`check`] without credentials, each vCenter given its `connect_timeout` plus one
+/// second (10 s at most; an answer that slow counts as unreachable), the outcome
+/// logged per vCenter (info when it answered as a vCenter does, warn when not).
+/// A vCenter that fails stops nothing: it may come up later, and its requests fail
+/// (or are left out of `merge.partial` answers) until then. Returns the reports, in
+/// configuration order.
+pub async fn try_at_start(config: &Config) -> Vec<Report> {
+    let deadline = start_deadline(config);
+    let tries = config.vcenters.iter().map(|vc| async move {
+        match tokio::time::timeout(deadline, check_vcenter(vc, None)).await {
+            Ok(report) => report,
+            Err(_) => Report {
+                vcenter: vc.name.clone(),
+                ok: false,
+                detail: format!("no answer within {}", humantime::format_duration(deadline)),
+            },
         }
     });
-    futures_util::future::join_all(checks).await
+    let reports = futures_util::future::join_all(tries).await;
+    for r in &reports {
+        if r.ok {
+            tracing::info!(vcenter = %r.vcenter, detail = %r.detail, "vCenter reachable");
+        } else {
+            tracing::warn!(
+                vcenter = %r.vcenter,
+                detail = %r.detail,
+                "vCenter not reachable at start; serving anyway"
+            );
+        }
+    }
+    reports
+}
+
+/// The largest `connect_timeout` plus one second, at most [`START_DEADLINE_CAP`].
+fn start_deadline(config: &Config) -> Duration {
+    let slowest = config
+        .vcenters
+        .iter()
+        .map(|vc| vc.connect_timeout)
+        .max()
+        .unwrap_or_default();
+    (slowest + Duration::from_secs(1)).min(START_DEADLINE_CAP)
+}
+
+async fn check_vcenter(vc: &Vcenter, credentials: Option<(String, Secret)>) -> Report {
+    let settings = UpstreamSettings {
+        // One connection is all a check needs.
+        max_idle_connections: 1,
+        ..UpstreamSettings::from(vc)
+    };
+    let family = if vc.serves(Family::Api) {
+        Family::Api
+    } else {
+        Family::Rest
+    };
+    match Upstream::new(&settings) {
+        Ok(up) => one(&up, family, credentials).await,
+        Err(e) => Report {
+            vcenter: vc.name.clone(),
+            ok: false,
+            detail: e.to_string(),
+        },
+    }
 }
 
 async fn one(up: &Upstream, family: Family, credentials: Option<(String, Secret)>) -> Report {

@@ -3,5 +3,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod logging;
+pub mod notify;
 pub mod signal;
 pub mod sim;

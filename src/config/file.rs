@@ -240,6 +240,7 @@ impl Default for Log {
         Log {
             format: LogFormat::Text,
             level: "info".to_owned(),
+            access: false,
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct Config {
     pub log: Log,
     /// The `[[vcenter]]` entries in file order: at least one, names unique.
     pub vcenters: Vec<Vcenter>,
+    /// The file it was read from ([`Config::load`]), which a reload reads again;
+    /// `None` for configuration text ([`Config::from_toml_str`]).
+    pub source: Option<PathBuf>,
 }
 
 /// `[listen]`: the client-facing listener.
@@ -175,6 +178,9 @@ pub struct Log {
     pub format: LogFormat,
     /// A `tracing_subscriber::EnvFilter` directive string, e.g. `"info,vcproxy=debug"`.
     pub level: String,
+    /// One access-log line per request (target `vcproxy::access`, logged whatever
+    /// `level` says).
+    pub access: bool,
 }
 
 /// `log.format`.

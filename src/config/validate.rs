@@ -46,6 +46,7 @@ pub(super) fn parse(
         auth,
         log: file.log,
         vcenters,
+        source: path.map(Path::to_path_buf),
     })
 }
 

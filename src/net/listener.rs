@@ -149,14 +149,19 @@ pub async fn serve_with<M, S, B>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     options: ServeOptions,
-    mut make_service: M,
+    make_service: M,
     shutdown: impl Future<Output = ()>,
 ) where
     M: FnMut(SocketAddr) -> S,
     S: ConnectionService<B>,
     B: ResponseBody,
 {
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let (_fixed, options) = tokio::sync::watch::channel(options);
+    serve_reloadable(listener, tls, options, make_service, shutdown).await
+}
+
+/// The hyper connection builder for `options`.
+fn connection_builder(options: &ServeOptions) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -170,12 +175,43 @@ pub async fn serve_with<M, S, B>(
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(H2_PING_INTERVAL))
         .keep_alive_timeout(H2_PING_TIMEOUT);
+    builder
+}
+
+/// [`serve_with`] whose limits may change while it serves (a configuration
+/// reload): each new connection gets the limits in force when it is accepted;
+/// connections already open keep theirs. A lower `max_connections` takes effect
+/// as connections close.
+pub async fn serve_reloadable<M, S, B>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut limits: tokio::sync::watch::Receiver<ServeOptions>,
+    mut make_service: M,
+    shutdown: impl Future<Output = ()>,
+) where
+    M: FnMut(SocketAddr) -> S,
+    S: ConnectionService<B>,
+    B: ResponseBody,
+{
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let mut options = limits.borrow_and_update().clone();
+    let mut builder = connection_builder(&options);
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
 
     let graceful = GracefulShutdown::new();
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        if limits.has_changed().unwrap_or(false) {
+            let new = limits.borrow_and_update().clone();
+            resize(
+                &slots,
+                options.max_connections.max(1),
+                new.max_connections.max(1),
+            );
+            builder = connection_builder(&new);
+            options = new;
+        }
         // Wait for a free connection slot before accepting.
         let permit = tokio::select! {
             biased;
@@ -211,6 +247,8 @@ pub async fn serve_with<M, S, B>(
         let builder = builder.clone();
         let acceptor = acceptor.clone();
         let open = OpenGuard::new(options.open.clone());
+        // The handshake counts against the first request's deadline.
+        let handshake_within = options.header_read_timeout.min(TLS_HANDSHAKE_TIMEOUT);
         conns.spawn(async move {
             let _permit = permit;
             let _open = open;
@@ -220,9 +258,7 @@ pub async fn serve_with<M, S, B>(
                     serve_connection(&builder, io, service, watcher, dog, peer).await
                 }
                 Some(acceptor) => {
-                    // The handshake counts against the first request's deadline.
-                    let within = options.header_read_timeout.min(TLS_HANDSHAKE_TIMEOUT);
-                    match tokio::time::timeout(within, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(handshake_within, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let io = TokioIo::new(tls);
                             serve_connection(&builder, io, service, watcher, dog, peer).await
@@ -237,6 +273,7 @@ pub async fn serve_with<M, S, B>(
         });
     }
     drop(listener);
+    let options = limits.borrow().clone();
     tracing::debug!(connections = graceful.count(), "draining connections");
     let drained = tokio::time::timeout(options.shutdown_grace, async {
         graceful.shutdown().await;
@@ -250,6 +287,25 @@ pub async fn serve_with<M, S, B>(
             "connections still open after the shutdown grace; closing them"
         );
         conns.shutdown().await;
+    }
+}
+
+/// Changes the number of connection slots from `from` to `to`. Slots held by open
+/// connections are taken out as those connections close.
+fn resize(slots: &Arc<tokio::sync::Semaphore>, from: usize, to: usize) {
+    if to > from {
+        slots.add_permits(to - from);
+    } else if to < from {
+        let excess = to.abs_diff(from);
+        let forgotten = slots.forget_permits(excess);
+        if forgotten < excess {
+            let (slots, rest) = (slots.clone(), (excess - forgotten) as u32);
+            tokio::spawn(async move {
+                if let Ok(p) = slots.acquire_many_owned(rest).await {
+                    p.forget();
+                }
+            });
+        }
     }
 }
 

@@ -12,10 +12,14 @@
 //!   from an operator's PEM certificate chain and key.
 //! * [`fingerprint_sha256`]: the `AB:CD:...` SHA-256 fingerprint operators compare
 //!   against what `openssl x509 -fingerprint -sha256` prints.
+//! * [`CertStore`] / [`rotating_server_config`]: the proxy's listener, whose
+//!   certificate a reload replaces without a restart.
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use std::path::Path;
 use std::sync::Arc;
@@ -149,6 +153,56 @@ pub fn server_config(
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     // Offer both protocols; the listener's auto builder serves whichever is chosen.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The listener's certificate and key, replaceable while it serves: a reload
+/// stores a new pair, new handshakes present it, and connections already up keep
+/// the one they were made with (certificate rotation without a restart).
+#[derive(Debug)]
+pub struct CertStore(arc_swap::ArcSwap<CertifiedKey>);
+
+impl CertStore {
+    /// A store holding `certs` (leaf first) and `key`, checked to belong together.
+    pub fn new(
+        certs: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<CertStore>, TlsError> {
+        Ok(Arc::new(CertStore(arc_swap::ArcSwap::from_pointee(
+            certified(certs, key)?,
+        ))))
+    }
+
+    /// Presents `key` from the next handshake on.
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        self.0.store(key);
+    }
+}
+
+/// A certificate chain (leaf first) and its key, checked to belong together.
+pub fn certified(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, TlsError> {
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate);
+    }
+    Ok(CertifiedKey::from_der(certs, key, &provider())?)
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// A server config presenting whatever `store` holds at each handshake.
+pub fn rotating_server_config(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -1,5 +1,5 @@
-//! The admin listener: metrics, health, readiness and cache purge, for operators.
-//! It is not authenticated: keep it on loopback or a management network.
+//! The admin listener: metrics, health, readiness, cache purge and reload, for
+//! operators. It is not authenticated: keep it on loopback or a management network.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -23,10 +23,13 @@ pub(super) async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Bod
     };
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
-            let (entries, bytes) = proxy.cache.usage().await;
+            let generation = proxy.current.load_full();
+            let (entries, bytes) = generation.cache.usage().await;
             proxy.metrics.cache_entries.set(entries as i64);
             proxy.metrics.cache_weighted_bytes.set(bytes as i64);
-            let open = proxy.serve_options.open.load(Ordering::Relaxed);
+            let max = generation.cache_config.max_memory.as_usize();
+            proxy.metrics.cache_max_bytes.set(max as i64);
+            let open = proxy.listen.borrow().open.load(Ordering::Relaxed);
             proxy.metrics.client_connections_open.set(open as i64);
             let mut r = text(StatusCode::OK, proxy.metrics.render());
             r.headers_mut().insert(
@@ -37,8 +40,10 @@ pub(super) async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Bod
         }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
         (&Method::GET, "/readyz") => {
-            let open = proxy.serve_options.open.load(Ordering::Relaxed);
-            let max = proxy.serve_options.max_connections;
+            let (open, max) = {
+                let listen = proxy.listen.borrow();
+                (listen.open.load(Ordering::Relaxed), listen.max_connections)
+            };
             if !proxy.ready.load(Ordering::SeqCst) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
             } else if open >= max {
@@ -51,8 +56,30 @@ pub(super) async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Bod
                 text(StatusCode::OK, "ready\n".into())
             }
         }
+        (&Method::POST, "/reload") => {
+            // What changed and what was kept, or why nothing was: the answer an
+            // operator (or a deployment script) reads, as JSON.
+            let (status, body) = match proxy.reload().await {
+                Ok(report) => (
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "reloaded": true,
+                        "changed": report.changed,
+                        "kept": report.kept,
+                    }),
+                ),
+                Err(e) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    serde_json::json!({ "reloaded": false, "error": e.to_string() }),
+                ),
+            };
+            let mut r = text(status, format!("{body:#}\n"));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
         (&Method::POST, "/cache/purge") => {
-            proxy.cache.purge();
+            proxy.current.load().cache.purge();
             info!("cache purged by the admin API");
             text(StatusCode::OK, "purged\n".into())
         }

@@ -35,6 +35,7 @@ use super::metrics::Metrics;
 use super::owners::TaskOwners;
 use super::sessions::{Principal, Sessions};
 use crate::auth::Secret;
+use crate::net::trace_context::{TraceContext, TRACEPARENT};
 use crate::protocol::filter::Resolved;
 use crate::protocol::jsonrpc::envelope::OUTPUT_HEAD;
 use crate::protocol::jsonrpc::{read_reply, Reply};
@@ -153,6 +154,8 @@ pub struct UpstreamCall<'a> {
     pub method: &'a Method,
     pub path_and_query: &'a str,
     pub body: Option<&'a Bytes>,
+    /// The client's trace, continued ([`crate::net::trace_context`]).
+    pub traceparent: Option<HeaderValue>,
 }
 
 impl<'a> From<&'a Resolved> for UpstreamCall<'a> {
@@ -161,6 +164,7 @@ impl<'a> From<&'a Resolved> for UpstreamCall<'a> {
             method: &r.method,
             path_and_query: &r.path_and_query,
             body: r.body.as_ref(),
+            traceparent: None,
         }
     }
 }
@@ -172,6 +176,9 @@ pub struct Fanout {
     metrics: Arc<Metrics>,
     owners: Arc<TaskOwners>,
     settings: FanoutSettings,
+    /// Dropped with the fan-out: tells a reload that nothing asks the old vCenters
+    /// any more (see [`Fanout::new`]).
+    _alive: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Fanout {
@@ -181,14 +188,19 @@ impl Fanout {
         metrics: Arc<Metrics>,
         owners: Arc<TaskOwners>,
         settings: FanoutSettings,
-    ) -> Arc<Fanout> {
-        Arc::new(Fanout {
+    ) -> (Arc<Fanout>, tokio::sync::oneshot::Receiver<()>) {
+        // The receiver completes when the last holder (the generation, Get Task's
+        // lookup, fetches in flight, background refreshes) lets the fan-out go.
+        let (alive, gone) = tokio::sync::oneshot::channel();
+        let fanout = Arc::new(Fanout {
             backends,
             sessions,
             metrics,
             owners,
             settings,
-        })
+            _alive: alive,
+        });
+        (fanout, gone)
     }
 
     /// The configured vCenters.
@@ -202,12 +214,17 @@ impl Fanout {
 
     /// The answer to one List Tasks question: the merged list, or the failure to
     /// report.
-    pub async fn list(self: &Arc<Self>, principal: Arc<Principal>, ask: &Arc<Resolved>) -> Answer {
+    pub async fn list(
+        self: &Arc<Self>,
+        principal: Arc<Principal>,
+        ask: &Arc<Resolved>,
+        trace: Option<TraceContext>,
+    ) -> Answer {
         let family = ask.family;
         if let Some(answer) = self.unserved(family) {
             return answer;
         }
-        let (results, out) = self.ask_all(principal, family, ask.clone()).await;
+        let (results, out) = self.ask_all(principal, family, ask.clone(), trace).await;
         let mut gathered = Gathered::new(results);
         match self.verdict(&mut gathered) {
             Verdict::Merge { partial } => {
@@ -256,6 +273,7 @@ impl Fanout {
         principal: Arc<Principal>,
         family: Family,
         ask: Arc<Resolved>,
+        trace: Option<TraceContext>,
     ) -> (Vec<VcenterResult>, Vec<u8>) {
         let count = self.backends.len();
         // One task per vCenter: reading a 1000-task answer is ~0.5 ms of CPU, and in
@@ -266,7 +284,7 @@ impl Fanout {
         let mut index_of = HashMap::with_capacity(count);
         for i in 0..count {
             let (this, principal, ask) = (Arc::clone(self), principal.clone(), ask.clone());
-            let task = async move { this.ask_and_read(&principal, i, family, &ask).await };
+            let task = async move { this.ask_and_read(&principal, i, family, &ask, trace).await };
             let handle = pending.spawn(task.in_current_span());
             index_of.insert(handle.id(), i);
         }
@@ -371,14 +389,19 @@ impl Fanout {
         i: usize,
         family: Family,
         ask: &Resolved,
+        trace: Option<TraceContext>,
     ) -> Result<Answered, (usize, UpstreamFailure)> {
         // Read the answer as it arrives, chunk by chunk, while its own last bytes
         // and slower vCenters are still on the way: after the slowest one's last
         // byte only its last chunk, the merge's sort and its copy remain.
         let mut reader = StreamParser::new(family);
         let started = Instant::now();
+        let call = UpstreamCall {
+            traceparent: trace.map(|t| t.child()),
+            ..ask.into()
+        };
         let body = self
-            .ask(principal, i, family, &ask.into(), &mut |received| {
+            .ask(principal, i, family, &call, &mut |received| {
                 reader.feed(received)
             })
             .await
@@ -416,18 +439,24 @@ impl Fanout {
         call: &UpstreamCall<'_>,
         on_body: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<Bytes, UpstreamFailure> {
-        let name = self.backends[index].name();
-        let mut session = principal.backend_session(index).await;
+        let backend = &self.backends[index];
+        let name = backend.name();
+        let mut session = principal.backend_session(backend.id).await;
         let mut retried = false;
         loop {
             let header = session.as_ref().and_then(|s| Some((s, session_header(s)?)));
             let response = match header {
                 Some((secret, header)) => {
                     let body = family.upstream_body(call.body, secret.expose());
-                    let r = self.send(index, call, body, &[header], on_body).await?;
+                    let mut headers = vec![header];
+                    if let Some(t) = &call.traceparent {
+                        headers.push((http::HeaderName::from_static(TRACEPARENT), t.clone()));
+                    }
+                    let r = self.send(index, call, body, &headers, on_body).await?;
                     rpc_result(family, r)
                 }
-                // No session (a re-login failed earlier): try to log in first.
+                // No session (a re-login failed earlier, or a reload added this
+                // vCenter): try to log in first.
                 None => UpstreamResponse {
                     status: StatusCode::UNAUTHORIZED,
                     content_type: Some(JSON),
@@ -442,7 +471,7 @@ impl Fanout {
                 let stale = session.clone().unwrap_or_else(|| Secret::new(""));
                 match self
                     .sessions
-                    .relogin(principal, index, &stale, family)
+                    .relogin(principal, backend, &stale, family)
                     .await?
                 {
                     Some(fresh) => {

@@ -23,6 +23,7 @@ use super::failure::{pick_failure, UpstreamFailure};
 use super::fanout::{Fanout, UpstreamCall};
 use super::owners::TaskOwners;
 use super::sessions::Principal;
+use crate::net::trace_context::TraceContext;
 use crate::protocol::get_task::ResolvedGet;
 use crate::protocol::jsonrpc::{read_reply, Reply};
 use crate::protocol::{Family, VapiError};
@@ -43,6 +44,7 @@ impl Lookup {
         self: &Arc<Self>,
         principal: Arc<Principal>,
         ask: &Arc<ResolvedGet>,
+        trace: Option<TraceContext>,
     ) -> Answer {
         let family = ask.family;
         let backends = self.fanout.backends();
@@ -58,7 +60,7 @@ impl Lookup {
         let mut failures = Vec::new();
         if let Some(owner) = self.owners.owner(&ask.task).filter(|i| served.contains(i)) {
             self.fanout.metrics().task_lookup("owner");
-            match self.ask_one(&principal, owner, ask).await {
+            match self.ask_one(&principal, owner, ask, trace).await {
                 Ok(answer) => return answer,
                 Err(f) if f.status() == StatusCode::NOT_FOUND => {
                     debug!(vcenter = %f.vcenter, "the task's vCenter no longer has it; asking all");
@@ -75,7 +77,8 @@ impl Lookup {
         {
             let (this, principal, ask) = (self.clone(), principal.clone(), ask.clone());
             pending.spawn(
-                async move { (i, this.ask_one(&principal, i, &ask).await) }.in_current_span(),
+                async move { (i, this.ask_one(&principal, i, &ask, trace).await) }
+                    .in_current_span(),
             );
         }
         while let Some(joined) = pending.join_next().await {
@@ -120,11 +123,13 @@ impl Lookup {
         principal: &Principal,
         index: usize,
         ask: &ResolvedGet,
+        trace: Option<TraceContext>,
     ) -> Result<Answer, UpstreamFailure> {
         let call = UpstreamCall {
             method: &ask.method,
             path_and_query: &ask.path_and_query,
             body: ask.body.as_ref(),
+            traceparent: trace.map(|t| t.child()),
         };
         let body = self
             .fanout

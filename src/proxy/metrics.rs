@@ -50,6 +50,12 @@ pub struct UpstreamErrorLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok` or `failed`.
+    pub result: &'static str,
+}
+
 /// Every metric vcproxy exports. Cheap to share (`Arc<Metrics>`); each metric is
 /// atomics inside.
 pub struct Metrics {
@@ -63,6 +69,8 @@ pub struct Metrics {
     /// Client connections open, set when `/metrics` is read.
     pub client_connections_open: Gauge,
     pub cache_weighted_bytes: Gauge<i64, AtomicI64>,
+    /// The cap `cache_weighted_bytes` is weighed against (`[cache] max_memory`).
+    pub cache_max_bytes: Gauge,
     pub upstream_requests: Family<UpstreamLabels, Counter>,
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub upstream_latency: Family<VcenterLabels, Histogram>,
@@ -71,6 +79,12 @@ pub struct Metrics {
     pub client_sessions: Gauge,
     pub duplicate_tasks: Counter<u64, AtomicU64>,
     pub task_lookups: Family<LookupLabels, Counter>,
+    /// `vcproxy_config_reloads_total{result="ok"}` and `{result="failed"}`, resolved
+    /// once and present from the start (at 0), so that alert rules on them always
+    /// have a series to compare.
+    config_reloads_ok: Counter,
+    config_reloads_failed: Counter,
+    config_last_reload_successful: Gauge,
 }
 
 use std::sync::atomic::AtomicI64;
@@ -119,6 +133,12 @@ impl Metrics {
             "cache_size_bytes",
             "Bytes held by the response cache, as weighed against its cap",
             cache_weighted_bytes.clone(),
+        );
+        let cache_max_bytes = Gauge::default();
+        registry.register(
+            "cache_max_bytes",
+            "Cap on the bytes the response cache holds ([cache] max_memory)",
+            cache_max_bytes.clone(),
         );
         let upstream_requests = Family::<UpstreamLabels, Counter>::default();
         registry.register(
@@ -170,6 +190,26 @@ impl Metrics {
             "Get Task fetches, by whom they asked: the task's vCenter (owner) or every vCenter (all)",
             task_lookups.clone(),
         );
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result (ok, failed: the previous configuration stays)",
+            config_reloads.clone(),
+        );
+        let config_reloads_ok = config_reloads
+            .get_or_create(&ReloadLabels { result: "ok" })
+            .clone();
+        let config_reloads_failed = config_reloads
+            .get_or_create(&ReloadLabels { result: "failed" })
+            .clone();
+        let config_last_reload_successful = Gauge::default();
+        // The configuration loaded at start counts as a successful load.
+        config_last_reload_successful.set(1);
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last configuration reload succeeded (1) or failed (0); 1 at start",
+            config_last_reload_successful.clone(),
+        );
         let outcome_counters = [
             Outcome::Hit,
             Outcome::Miss,
@@ -192,6 +232,7 @@ impl Metrics {
             cache_entries,
             client_connections_open,
             cache_weighted_bytes,
+            cache_max_bytes,
             upstream_requests,
             upstream_errors,
             upstream_latency,
@@ -200,7 +241,21 @@ impl Metrics {
             client_sessions,
             duplicate_tasks,
             task_lookups,
+            config_reloads_ok,
+            config_reloads_failed,
+            config_last_reload_successful,
         }
+    }
+
+    /// A configuration reload ended: applied (`ok`), or refused with the previous
+    /// configuration kept.
+    pub fn config_reload(&self, ok: bool) {
+        if ok {
+            self.config_reloads_ok.inc();
+        } else {
+            self.config_reloads_failed.inc();
+        }
+        self.config_last_reload_successful.set(i64::from(ok));
     }
 
     /// One Get Task fetch asked `asked` (`owner` or `all`).
@@ -310,5 +365,40 @@ mod tests {
             text.contains(r#"vcproxy_upstream_latency_seconds_count{vcenter="vc1"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn config_reloads_and_cache_cap_are_there_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render();
+        for line in [
+            r#"vcproxy_config_reloads_total{result="ok"} 0"#,
+            r#"vcproxy_config_reloads_total{result="failed"} 0"#,
+            "vcproxy_config_last_reload_successful 1",
+            "vcproxy_cache_max_bytes 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        m.cache_max_bytes.set(256 << 20);
+        m.config_reload(false);
+        m.config_reload(false);
+        let text = m.render();
+        for line in [
+            r#"vcproxy_config_reloads_total{result="ok"} 0"#,
+            r#"vcproxy_config_reloads_total{result="failed"} 2"#,
+            "vcproxy_config_last_reload_successful 0",
+            "vcproxy_cache_max_bytes 268435456",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        m.config_reload(true);
+        let text = m.render();
+        for line in [
+            r#"vcproxy_config_reloads_total{result="ok"} 1"#,
+            r#"vcproxy_config_reloads_total{result="failed"} 2"#,
+            "vcproxy_config_last_reload_successful 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
     }
 }

@@ -12,8 +12,9 @@
 //!   the response body, sent in parts without copying; its compressed copies come
 //!   from [`crate::encoding`]).
 //!
-//! [`state`] builds the proxy from the configuration, [`server`] runs its listeners;
-//! [`admin`] serves operators; [`metrics`] counts.
+//! [`state`] builds the proxy from the configuration, [`reload`] applies a new one
+//! to the running proxy, [`server`] runs its listeners; [`admin`] serves operators;
+//! [`metrics`] counts.
 
 mod admin;
 pub(crate) mod answer;
@@ -25,9 +26,11 @@ mod front;
 pub(crate) mod lookup;
 pub(crate) mod metrics;
 pub(crate) mod owners;
+mod reload;
 mod server;
 pub(crate) mod sessions;
 mod state;
 
+pub use reload::{LogControl, ReloadError, ReloadReport};
 pub use server::run;
 pub use state::{Proxy, ProxyError};

@@ -33,16 +33,16 @@ pub async fn run(
 
     let reaper = {
         let sessions = proxy.sessions.clone();
-        let settings = *sessions.settings();
-        let period = (settings.backend_idle.min(settings.client_idle) / 4)
-            .clamp(Duration::from_millis(50), Duration::from_secs(30));
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move {
             tokio::pin!(stop);
-            let mut tick = tokio::time::interval(period);
             loop {
+                // Asked each time: a reload may change the idle timeouts.
+                let settings = sessions.settings();
+                let period = (settings.backend_idle.min(settings.client_idle) / 4)
+                    .clamp(Duration::from_millis(50), Duration::from_secs(30));
                 tokio::select! {
-                    _ = tick.tick() => sessions.reap().await,
+                    () = tokio::time::sleep(period) => sessions.reap().await,
                     () = &mut stop => break,
                 }
             }
@@ -58,7 +58,7 @@ pub async fn run(
         let options = listener::ServeOptions {
             open: defaults.open,
             max_connections: defaults.max_connections,
-            ..proxy.serve_options.clone()
+            ..proxy.listen.borrow().clone()
         };
         tokio::spawn(listener::serve_with(
             admin,
@@ -78,10 +78,10 @@ pub async fn run(
     proxy.ready.store(true, Ordering::SeqCst);
     let front = {
         let proxy = proxy.clone();
-        listener::serve_with(
+        listener::serve_reloadable(
             clients,
             proxy.tls.clone(),
-            proxy.serve_options.clone(),
+            proxy.listen.subscribe(),
             move |peer: SocketAddr| {
                 let proxy = proxy.clone();
                 hyper::service::service_fn(move |req| {

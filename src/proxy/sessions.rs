@@ -18,6 +18,12 @@
 //!
 //! vCenter sessions left without a client close after `backend_idle_timeout`, and all
 //! of them close at shutdown.
+//!
+//! A reload ([`Sessions::reload`]) keeps every client session: vCenter sessions are
+//! held per [`BackendId`], so those of unchanged vCenters stay, those of removed (or
+//! changed) vCenters are logged out, and added vCenters are logged in to lazily by
+//! passthrough users (on their next request, with the password held for their live
+//! sessions) and at once by the service account.
 
 use crate::net::untrusted::Untrusted;
 use futures_util::future::join_all;
@@ -27,7 +33,7 @@ use moka::future::Cache;
 use moka::notification::RemovalCause;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
 
@@ -36,9 +42,9 @@ use super::metrics::Metrics;
 use crate::auth::{AuthMode, Secret, ServiceAccount};
 use crate::protocol::{Family, VapiError};
 use crate::upstream::session_service::{self, LoginError as BackendLoginError};
-use crate::upstream::{Backend, Backends};
+use crate::upstream::{Backend, BackendId, Backends};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionSettings {
     /// A client session unused this long ends.
     pub client_idle: Duration,
@@ -64,9 +70,11 @@ pub struct Principal {
     pub user: Arc<str>,
     /// Held only while client sessions exist (or always, for the service account).
     password: Mutex<Option<Secret>>,
-    /// One slot per vCenter, in configuration order. The async lock serializes logins,
-    /// so concurrent first logins by one user open one session per vCenter, not many.
-    backends: tokio::sync::Mutex<Vec<Option<Secret>>>,
+    /// The open vCenter sessions, each with the vCenter it belongs to (so it can be
+    /// logged out after a reload removed that vCenter). The async lock serializes
+    /// logins, so concurrent first logins by one user open one session per vCenter,
+    /// not many.
+    backends: tokio::sync::Mutex<Vec<Slot>>,
     clients: AtomicUsize,
     last_used: Mutex<Instant>,
     /// When a vCenter last accepted this principal's credentials.
@@ -74,12 +82,23 @@ pub struct Principal {
     keep_password: bool,
 }
 
+/// One open vCenter session.
+struct Slot {
+    backend: Backend,
+    session: Secret,
+}
+
+/// The session for `id` among `slots`.
+fn slot(slots: &mut [Slot], id: BackendId) -> Option<&mut Slot> {
+    slots.iter_mut().find(|s| s.backend.id == id)
+}
+
 impl Principal {
-    fn new(user: &str, backends: usize, keep_password: bool) -> Principal {
+    fn new(user: &str, keep_password: bool) -> Principal {
         Principal {
             user: user.into(),
             password: Mutex::new(None),
-            backends: tokio::sync::Mutex::new(vec![None; backends]),
+            backends: tokio::sync::Mutex::new(Vec::new()),
             clients: AtomicUsize::new(0),
             last_used: Mutex::new(Instant::now()),
             verified: Mutex::new(Instant::now()),
@@ -91,9 +110,23 @@ impl Principal {
         *lock(&self.last_used) = Instant::now();
     }
 
-    /// The vCenter session for backend `index`, if one is open.
-    pub async fn backend_session(&self, index: usize) -> Option<Secret> {
-        self.backends.lock().await.get(index).cloned().flatten()
+    /// The vCenter session for backend `id`, if one is open.
+    pub async fn backend_session(&self, id: BackendId) -> Option<Secret> {
+        let slots = self.backends.lock().await;
+        slots
+            .iter()
+            .find(|s| s.backend.id == id)
+            .map(|s| s.session.clone())
+    }
+
+    /// Takes the sessions of the vCenters `keep` rejects out of the pool.
+    async fn take_sessions(&self, keep: impl Fn(&Backend) -> bool) -> Vec<Slot> {
+        let mut slots = self.backends.lock().await;
+        let (kept, taken) = std::mem::take(&mut *slots)
+            .into_iter()
+            .partition(|s| keep(&s.backend));
+        *slots = kept;
+        taken
     }
 }
 
@@ -130,13 +163,30 @@ type PrincipalKey = (String, [u8; 32]);
 
 /// The session store: client sessions and the principals behind them.
 pub struct Sessions {
-    backends: Backends,
-    mode: AuthMode,
-    settings: SessionSettings,
+    /// The vCenters, the mode and the settings; replaced by a reload.
+    current: RwLock<Current>,
     clients: Cache<Arc<str>, Arc<ClientSession>>,
     principals: Mutex<HashMap<PrincipalKey, Arc<Principal>>>,
     salt: [u8; 16],
     metrics: Arc<Metrics>,
+}
+
+/// What a reload replaces in the session store.
+struct Current {
+    backends: Backends,
+    mode: AuthMode,
+    settings: SessionSettings,
+}
+
+/// What a reload changed in the session store, and what it could not change.
+#[derive(Debug, Default)]
+pub struct SessionsReload {
+    /// vCenter sessions logged out because their vCenter was removed or changed.
+    pub logged_out: usize,
+    /// Service-account sessions opened on added or changed vCenters.
+    pub logged_in: usize,
+    /// What else changed.
+    pub changed: Vec<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -162,9 +212,11 @@ impl Sessions {
             })
             .build();
         Arc::new(Sessions {
-            backends,
-            mode,
-            settings,
+            current: RwLock::new(Current {
+                backends,
+                mode,
+                settings,
+            }),
             clients,
             principals: Mutex::new(HashMap::new()),
             salt,
@@ -188,7 +240,8 @@ impl Sessions {
     ) -> Result<String, LoginError> {
         let Credentials { user, password } =
             credentials.ok_or_else(|| LoginError::Proxy(VapiError::unauthenticated()))?;
-        let (client_user, principal) = match &self.mode {
+        let mode = self.current().mode.clone();
+        let (client_user, principal) = match &mode {
             AuthMode::Passthrough => {
                 let principal = self.passthrough_principal(&user, &password, family).await?;
                 (principal.user.clone(), principal)
@@ -252,33 +305,39 @@ impl Sessions {
         let key = (user.to_owned(), verifier);
         let principal = lock(&self.principals)
             .entry(key.clone())
-            .or_insert_with(|| Arc::new(Principal::new(user, self.backends.len(), keep_password)))
+            .or_insert_with(|| Arc::new(Principal::new(user, keep_password)))
             .clone();
+        let (backends, verify_interval) = {
+            let current = self.current();
+            (current.backends.clone(), current.settings.verify_interval)
+        };
         if keep_password {
             *lock(&principal.password) = Some(password.clone());
         }
         principal.touch();
 
         let mut slots = principal.backends.lock().await;
-        let missing: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_none()).collect();
+        let missing: Vec<&Backend> = backends
+            .iter()
+            .filter(|b| !slots.iter().any(|s| s.backend.id == b.id))
+            .collect();
         if missing.is_empty() {
             let checked = lock(&principal.verified).elapsed();
-            if keep_password || checked < self.settings.verify_interval {
+            if keep_password || checked < verify_interval {
                 debug!(user = %Untrusted(&user), "login reuses pooled vCenter sessions");
                 return Ok(principal.clone());
             }
             // The remembered check is too old: ask vCenter again (the first one),
             // swapping the new session for the pooled one so none is added.
-            match self
-                .backend_login(&self.backends[0], user, password, family)
-                .await
-            {
+            let first = &backends[0];
+            match self.backend_login(first, user, password, family).await {
                 Ok(fresh) => {
-                    let old = slots[0].replace(fresh);
+                    let old = slot(&mut slots, first.id)
+                        .map(|s| std::mem::replace(&mut s.session, fresh));
                     drop(slots);
                     *lock(&principal.verified) = Instant::now();
                     if let Some(old) = old {
-                        self.backend_logout(0, &old).await;
+                        self.backend_logout(first, &old).await;
                     }
                     return Ok(principal.clone());
                 }
@@ -295,15 +354,18 @@ impl Sessions {
                 }
             }
         }
-        let logins = missing.iter().map(|&i| {
-            let backend = &self.backends[i];
-            async move { (i, self.backend_login(backend, user, password, family).await) }
+        let logins = missing.into_iter().map(|backend| async move {
+            let result = self.backend_login(backend, user, password, family).await;
+            (backend, result)
         });
         let results = join_all(logins).await;
         let mut failures = Vec::new();
-        for (i, result) in results {
+        for (backend, result) in results {
             match result {
-                Ok(id) => slots[i] = Some(id),
+                Ok(session) => slots.push(Slot {
+                    backend: backend.clone(),
+                    session,
+                }),
                 Err(f) => failures.push(f),
             }
         }
@@ -314,16 +376,10 @@ impl Sessions {
             // Don't keep half a pool for credentials a vCenter refused: log out of the
             // vCenters that accepted and forget the principal, unless clients use it.
             if principal.clients.load(Ordering::SeqCst) == 0 && !keep_password {
-                let opened: Vec<(usize, Secret)> = slots
-                    .iter_mut()
-                    .enumerate()
-                    .filter_map(|(i, s)| s.take().map(|s| (i, s)))
-                    .collect();
+                let opened = std::mem::take(&mut *slots);
                 drop(slots);
                 lock(&self.principals).remove(&key);
-                for (i, id) in opened {
-                    self.backend_logout(i, &id).await;
-                }
+                self.logout_all(&opened).await;
             }
             return Err(LoginError::Upstream(failure));
         }
@@ -394,8 +450,7 @@ impl Sessions {
         }
     }
 
-    async fn backend_logout(&self, index: usize, id: &Secret) {
-        let backend = &self.backends[index];
+    async fn backend_logout(&self, backend: &Backend, id: &Secret) {
         let name = backend.name();
         let family = backend.login_family(Family::Api);
         let result = session_service::logout(&backend.upstream, family, id).await;
@@ -411,33 +466,40 @@ impl Sessions {
     /// Called after a vCenter answered 401 to `stale`: logs in again once, with the
     /// password held for live client sessions. Returns the new session, or `None`
     /// when there is no password to log in with (the 401 then passes through).
+    ///
+    /// Also how a passthrough user gets a session on a vCenter a reload added: the
+    /// fan-out finds none and asks here.
     pub async fn relogin(
         &self,
         principal: &Principal,
-        index: usize,
+        backend: &Backend,
         stale: &Secret,
         family: Family,
     ) -> Result<Option<Secret>, UpstreamFailure> {
         let mut slots = principal.backends.lock().await;
-        if let Some(current) = &slots[index] {
-            if current.expose() != stale.expose() {
+        if let Some(current) = slot(&mut slots, backend.id) {
+            if current.session.expose() != stale.expose() {
                 // Another request already logged in again.
-                return Ok(Some(current.clone()));
+                return Ok(Some(current.session.clone()));
             }
         }
         let Some(password) = lock(&principal.password).clone() else {
             return Ok(None);
         };
-        if slots[index].take().is_some() {
-            self.metrics
-                .backend_session_closed(self.backends[index].name());
+        let before = slots.len();
+        slots.retain(|s| s.backend.id != backend.id);
+        if slots.len() < before {
+            self.metrics.backend_session_closed(backend.name());
         }
         match self
-            .backend_login(&self.backends[index], &principal.user, &password, family)
+            .backend_login(backend, &principal.user, &password, family)
             .await
         {
             Ok(id) => {
-                slots[index] = Some(id.clone());
+                slots.push(Slot {
+                    backend: backend.clone(),
+                    session: id.clone(),
+                });
                 *lock(&principal.verified) = Instant::now();
                 Ok(Some(id))
             }
@@ -482,13 +544,17 @@ impl Sessions {
     /// ends idle client sessions. Run periodically.
     pub async fn reap(&self) {
         self.clients.run_pending_tasks().await;
+        let (backend_idle, backends) = {
+            let current = self.current();
+            (current.settings.backend_idle, current.backends.clone())
+        };
         let idle: Vec<(PrincipalKey, Arc<Principal>)> = {
             let mut principals = lock(&self.principals);
             let keys: Vec<_> = principals
                 .iter()
                 .filter(|(_, p)| {
                     p.clients.load(Ordering::SeqCst) == 0
-                        && lock(&p.last_used).elapsed() >= self.settings.backend_idle
+                        && lock(&p.last_used).elapsed() >= backend_idle
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
@@ -500,19 +566,49 @@ impl Sessions {
             info!(user = %Untrusted(&user), "closing idle vCenter sessions");
             self.close_principal(&principal).await;
         }
+        // Should a stray session (see `log_out_strays`) have escaped, it goes now.
+        let stray = self.take_sessions(|b| backends.by_id(b.id).is_some()).await;
+        self.logout_all(&stray).await;
+    }
+
+    /// Logs out sessions on vCenters no longer configured: a request in flight
+    /// across a reload may have logged in to one the reload removed. Called when
+    /// the last such request is over.
+    pub async fn log_out_strays(&self) {
+        let backends = self.current().backends.clone();
+        let stray = self.take_sessions(|b| backends.by_id(b.id).is_some()).await;
+        if !stray.is_empty() {
+            debug!(
+                sessions = stray.len(),
+                "logging out sessions on removed vCenters"
+            );
+        }
+        self.logout_all(&stray).await;
+    }
+
+    /// Takes every principal's sessions on vCenters `keep` rejects.
+    async fn take_sessions(&self, keep: impl Fn(&Backend) -> bool + Copy) -> Vec<Slot> {
+        let principals: Vec<Arc<Principal>> = lock(&self.principals).values().cloned().collect();
+        let mut taken = Vec::new();
+        for p in principals {
+            taken.extend(p.take_sessions(keep).await);
+        }
+        taken
+    }
+
+    async fn logout_all(&self, slots: &[Slot]) {
+        join_all(
+            slots
+                .iter()
+                .map(|s| self.backend_logout(&s.backend, &s.session)),
+        )
+        .await;
     }
 
     async fn close_principal(&self, principal: &Principal) {
-        let opened: Vec<(usize, Secret)> = principal
-            .backends
-            .lock()
-            .await
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, s)| s.take().map(|s| (i, s)))
-            .collect();
+        let opened = principal.take_sessions(|_| false).await;
         *lock(&principal.password) = None;
-        join_all(opened.iter().map(|(i, id)| self.backend_logout(*i, id))).await;
+        self.logout_all(&opened).await;
     }
 
     /// Logs out every vCenter session (graceful shutdown).
@@ -524,8 +620,96 @@ impl Sessions {
         self.clients.invalidate_all();
     }
 
-    pub fn settings(&self) -> &SessionSettings {
-        &self.settings
+    pub fn settings(&self) -> SessionSettings {
+        self.current().settings
+    }
+
+    fn current(&self) -> std::sync::RwLockReadGuard<'_, Current> {
+        self.current.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a reloaded configuration: the new vCenters (sessions on removed or
+    /// changed ones logged out; the service account logged in to added ones at
+    /// once), the service account and its users, the idle and verify intervals.
+    /// Client sessions all stay. The caller keeps what cannot change in place: the
+    /// mode (client sessions belong to it) and the client idle timeout (the session
+    /// cache was built with it).
+    pub async fn reload(
+        &self,
+        backends: Backends,
+        mode: AuthMode,
+        settings: SessionSettings,
+    ) -> SessionsReload {
+        let mut report = SessionsReload::default();
+        {
+            let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+            if let (AuthMode::ServiceAccount(old), AuthMode::ServiceAccount(new)) =
+                (&current.mode, &mode)
+            {
+                if old.username != new.username || old.password.expose() != new.password.expose() {
+                    report
+                        .changed
+                        .push("auth: service account (new log-ins use it)".into());
+                }
+                let names = |u: &crate::auth::users::UserList| {
+                    u.names()
+                        .map(str::to_owned)
+                        .collect::<std::collections::BTreeSet<_>>()
+                };
+                if names(&old.users) != names(&new.users) {
+                    report.changed.push("auth: users list".into());
+                }
+            }
+            if settings != current.settings {
+                report
+                    .changed
+                    .push("auth: backend_idle_timeout / verify_interval".into());
+            }
+            current.mode = mode;
+            current.settings = settings;
+            current.backends = backends.clone();
+        }
+        let removed = self.take_sessions(|b| backends.by_id(b.id).is_some()).await;
+        report.logged_out = removed.len();
+        self.logout_all(&removed).await;
+
+        // The service account's pool follows at once: its clients expect every
+        // vCenter to be there on their next request.
+        let accounts: Vec<Arc<Principal>> = lock(&self.principals)
+            .values()
+            .filter(|p| p.keep_password)
+            .cloned()
+            .collect();
+        for principal in accounts {
+            let Some(password) = lock(&principal.password).clone() else {
+                continue;
+            };
+            let mut slots = principal.backends.lock().await;
+            let missing: Vec<&Backend> = backends
+                .iter()
+                .filter(|b| !slots.iter().any(|s| s.backend.id == b.id))
+                .collect();
+            let logins = missing.into_iter().map(|backend| {
+                let (user, password) = (&principal.user, &password);
+                async move {
+                    let result = self
+                        .backend_login(backend, user, password, backend.login_family(Family::Api))
+                        .await;
+                    (backend, result)
+                }
+            });
+            for (backend, result) in join_all(logins).await {
+                // A failure here is logged by the login; the next request tries again.
+                if let Ok(session) = result {
+                    report.logged_in += 1;
+                    slots.push(Slot {
+                        backend: backend.clone(),
+                        session,
+                    });
+                }
+            }
+        }
+        report
     }
 }
 

@@ -264,6 +264,9 @@ async fn handle(
     if path == "/_sim" || path.starts_with("/_sim/") {
         return Ok(routes::control(&state, &path, req).await);
     }
+    if let Some(t) = req.headers().get("traceparent") {
+        state.counters.saw_traceparent(t.as_bytes());
+    }
     match Family::of_request(req.method(), &path, req.uri().query()) {
         Some(Family::Rest) => routes::vcenter(state, Shape::Rest, path, req).await,
         Some(Family::Api) => routes::vcenter(state, Shape::Api, path, req).await,

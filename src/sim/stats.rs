@@ -122,6 +122,9 @@ pub struct Stats {
     pub in_flight: u64,
     /// Faults injected since start.
     pub faults: FaultCounts,
+    /// The W3C `traceparent` of the last vCenter API request that carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_traceparent: Option<String>,
 }
 
 impl Stats {
@@ -165,6 +168,7 @@ pub(crate) struct Counters {
     requests: [[AtomicU64; 3]; 6],
     in_flight: AtomicU64,
     faults: [AtomicU64; 4],
+    last_traceparent: std::sync::Mutex<Option<String>>,
 }
 
 fn family_index(f: Family) -> usize {
@@ -181,6 +185,14 @@ impl Counters {
         self.requests[endpoint.index()][family_index(family)].fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(&self.in_flight)
+    }
+
+    pub(crate) fn saw_traceparent(&self, value: &[u8]) {
+        let value = String::from_utf8_lossy(value).into_owned();
+        *self
+            .last_traceparent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(value);
     }
 
     pub(crate) fn fault(&self, kind: FaultKind) {
@@ -215,6 +227,11 @@ impl Counters {
                 hang: load(&self.faults[FaultKind::Hang as usize]),
                 truncate: load(&self.faults[FaultKind::Truncate as usize]),
             },
+            last_traceparent: self
+                .last_traceparent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

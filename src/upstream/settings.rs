@@ -4,7 +4,7 @@ use rustls::pki_types::CertificateDer;
 use std::time::Duration;
 
 /// How to reach and trust one vCenter.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
     pub name: String,
     /// `scheme://authority`, e.g. `https://vc1.example.com` (no trailing slash).

@@ -98,6 +98,20 @@ impl Env {
         }
     }
 
+    /// Starts the proxy for the configuration file at `path` (so that a reload
+    /// reads it again), in front of already running simulators.
+    pub async fn start_from_file(sims: Vec<SimHandle>, path: &std::path::Path) -> Env {
+        let config = Config::load(path).unwrap_or_else(|e| panic!("{e}"));
+        Self::start_with_config(sims, &config).await
+    }
+
+    /// `POST /reload` on the admin listener: the proxy reads its file again.
+    pub async fn reload(&self) -> crate::client::Resp {
+        self.admin
+            .call(http::Method::POST, "/reload", &[], None)
+            .await
+    }
+
     /// List Tasks requests each simulator has received.
     pub fn upstream_lists(&self) -> Vec<u64> {
         self.sims

@@ -16,6 +16,9 @@
 //! * `jsonrpc`: the official SDK's protocol: sessions shared with REST, lists
 //!   forwarded in JSON-RPC and merged, Get Task, errors on HTTP 200.
 //! * `keepalive`: every body read before the answer, so pooled connections live.
+//! * `observability`: the client's `traceparent` continued to the vCenters.
+//! * `reload`: a new configuration applied in place: vCenters, the cache, the
+//!   service account, the listener's certificate and limits, under load.
 //! * `errors`: bad requests, vCenter errors passed through, timeouts, refused
 //!   connections, partial answers.
 //! * `silent`: connections that hold a slot without using it (silent, idle, an
@@ -37,6 +40,8 @@ mod errors;
 mod get_task;
 mod jsonrpc;
 mod keepalive;
+mod observability;
+mod reload;
 mod sessions;
 mod silent;
 mod tls_http2;

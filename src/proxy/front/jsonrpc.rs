@@ -12,7 +12,7 @@ use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{Response, StatusCode};
 
-use super::{session, session_id, tasks, wants_fresh, Reply};
+use super::{session, session_id, tasks, Fetching, Reply};
 use crate::encoding::Accepted;
 use crate::protocol::get_task::GetTask;
 use crate::protocol::jsonrpc::envelope::{parse_call, ProtocolError, Security};
@@ -20,12 +20,13 @@ use crate::protocol::jsonrpc::{self, OPERATION_HEADER, SERVICE_HEADER};
 use crate::protocol::{ErrorKind, Family, Operation, VapiError, JSON};
 use crate::proxy::answer::Body;
 use crate::proxy::sessions::Credentials;
-use crate::proxy::state::Proxy;
+use crate::proxy::state::{Generation, Proxy};
 
 const RPC: Family = Family::JsonRpc;
 
 pub(super) async fn serve(
     proxy: &Proxy,
+    generation: &Generation,
     parts: &Parts,
     body: &Bytes,
 ) -> (&'static str, Response<Body>) {
@@ -73,26 +74,20 @@ pub(super) async fn serve(
         Some(Operation::Logout) => session::logout(proxy, RPC, session).await,
         Some(Operation::ListTasks) => {
             let input = call.input.get().as_bytes();
-            tasks::list(
-                proxy,
-                RPC,
-                session,
-                None,
-                input,
-                wants_fresh(&parts.headers),
-            )
-            .await
+            let how = Fetching::new(generation, &parts.headers);
+            tasks::list(proxy, &how, RPC, session, None, input).await
         }
         Some(Operation::GetTask) => {
             let ask = GetTask::parse_jsonrpc(call.input.get());
-            tasks::get(proxy, RPC, session, ask, wants_fresh(&parts.headers)).await
+            let how = Fetching::new(generation, &parts.headers);
+            tasks::get(proxy, &how, RPC, session, ask).await
         }
     };
     let route = operation.map_or("not_found", Operation::name);
     let accepted = Accepted::from_headers(&parts.headers);
     let response = reply.answer.rpc_response(call.id, reply.outcome, accepted);
     reply.count(proxy, &response);
-    (route, response)
+    (route, reply.tag(response))
 }
 
 /// A request that is not a JSON-RPC call: a top-level `error`, HTTP 200.

@@ -21,9 +21,12 @@
 //! [`Answer::cached_response`] (and [`Answer::response`] for answers the cache did
 //! not give) and [`Answer::rpc_response`].
 
+mod access;
 mod jsonrpc;
 mod session;
 mod tasks;
+
+use tasks::Fetching;
 
 use crate::net::untrusted::Untrusted;
 use bytes::Bytes;
@@ -42,7 +45,8 @@ use tracing::{debug, debug_span, field, Instrument};
 
 use super::answer::{Answer, Body, Outcome};
 use super::sessions::{ClientSession, Credentials};
-use super::state::Proxy;
+use super::state::{Generation, Proxy};
+use crate::net::trace_context::{TraceContext, TRACEPARENT};
 use crate::protocol::get_task::GetTask;
 use crate::protocol::jsonrpc::envelope::{code, ProtocolError};
 use crate::protocol::{Family, Operation, VapiError, SESSION_HEADER};
@@ -54,6 +58,8 @@ pub(super) struct Reply {
     pub outcome: Option<Outcome>,
     /// For a cached answer, how long it stays fresh (`Cache-Control: max-age`).
     pub fresh_for: std::time::Duration,
+    /// Whom the request was made as, for the access log.
+    pub user: Option<Arc<str>>,
 }
 
 impl Reply {
@@ -62,7 +68,24 @@ impl Reply {
             answer: Arc::new(answer),
             outcome: None,
             fresh_for: std::time::Duration::ZERO,
+            user: None,
         }
+    }
+
+    /// The reply, noting whom the request was made as.
+    fn by(self, user: &Arc<str>) -> Reply {
+        Reply {
+            user: Some(user.clone()),
+            ..self
+        }
+    }
+
+    /// Puts the user in the response's extensions, for the access log.
+    fn tag(&self, mut response: Response<Body>) -> Response<Body> {
+        if let Some(user) = &self.user {
+            response.extensions_mut().insert(access::User(user.clone()));
+        }
+        response
     }
 
     /// The response in a REST family: a cached answer as the request's
@@ -75,7 +98,7 @@ impl Reply {
             None => self.answer.response(None),
         };
         self.count(proxy, &r);
-        r
+        self.tag(r)
     }
 
     /// Counts a cached answer by outcome, with the body bytes it sent (compressed
@@ -99,8 +122,12 @@ pub(super) async fn handle(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    // Read the clock only when the line that reports the time will be written.
-    let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
+    // The generation in force now serves this request to its end, even if a reload
+    // replaces it meanwhile.
+    let generation = proxy.current.load_full();
+    // Read the clock only when a line that reports the time will be written.
+    let started =
+        (generation.access_log || tracing::enabled!(tracing::Level::DEBUG)).then(Instant::now);
     let (parts, body) = req.into_parts();
     let family = Family::of_request(&parts.method, parts.uri.path(), parts.uri.query());
     let id = proxy.next_request_id.fetch_add(1, Ordering::Relaxed);
@@ -114,19 +141,26 @@ pub(super) async fn handle(
         principal = field::Empty,
         cache = field::Empty,
         status = field::Empty,
+        trace_id = field::Empty,
     );
     if let Some(f) = family {
         span.record("family", f.as_str());
     }
+    if !span.is_disabled() {
+        let trace = parts.headers.get(TRACEPARENT).and_then(TraceContext::parse);
+        if let Some(t) = trace {
+            span.record("trace_id", t.trace_id());
+        }
+    }
     let (route, response) = async {
-        let limit = proxy.requests.limits().max_body_bytes;
-        let body = match read_body(body, limit, proxy.body_read_timeout).await {
+        let limit = generation.requests.limits().max_body_bytes;
+        let body = match read_body(body, limit, generation.body_read_timeout).await {
             Ok(body) => body,
             Err(e) => return ("refused_body", refused_body(family, &e, parts.version)),
         };
         match family {
-            Some(Family::JsonRpc) => jsonrpc::serve(proxy, &parts, &body).await,
-            Some(f) => rest(proxy, f, &parts, &body).await,
+            Some(Family::JsonRpc) => jsonrpc::serve(proxy, &generation, &parts, &body).await,
+            Some(f) => rest(proxy, &generation, f, &parts, &body).await,
             None => (
                 "not_found",
                 plain_not_found(&parts.method, parts.uri.path()),
@@ -143,6 +177,9 @@ pub(super) async fn handle(
         span.in_scope(|| {
             debug!(%peer, elapsed_us = started.elapsed().as_micros() as u64, "answered");
         });
+        if generation.access_log {
+            access::record(peer, &parts, &response, route, started);
+        }
     }
     response
 }
@@ -150,6 +187,7 @@ pub(super) async fn handle(
 /// A request in one of the REST families (`/rest`, `/api`).
 async fn rest(
     proxy: &Proxy,
+    generation: &Generation,
     family: Family,
     parts: &Parts,
     body: &Bytes,
@@ -167,12 +205,14 @@ async fn rest(
         Operation::WhoAmI => session::whoami(proxy, family, session).await,
         Operation::Logout => session::logout(proxy, family, session).await,
         Operation::ListTasks => {
-            let force = wants_fresh(&parts.headers);
-            tasks::list(proxy, family, session, query, body, force).await
+            let how = Fetching::new(generation, &parts.headers);
+            tasks::list(proxy, &how, family, session, query, body).await
         }
         Operation::GetTask => {
-            let ask = GetTask::parse(family, path, query, body, proxy.requests.limits());
-            tasks::get(proxy, family, session, ask, wants_fresh(&parts.headers)).await
+            let limits = generation.requests.limits();
+            let ask = GetTask::parse(family, path, query, body, limits);
+            let how = Fetching::new(generation, &parts.headers);
+            tasks::get(proxy, &how, family, session, ask).await
         }
     };
     (operation.name(), reply.response(proxy, &parts.headers))

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use http::StatusCode;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{client_session, Reply};
@@ -16,13 +17,18 @@ pub(super) async fn login(
     family: Family,
     credentials: Option<Credentials>,
 ) -> Reply {
-    match proxy.sessions.login(family, credentials).await {
+    let user: Option<Arc<str>> = credentials.as_ref().map(|c| c.user.as_str().into());
+    let reply = match proxy.sessions.login(family, credentials).await {
         Ok(id) => {
             let (status, body) = family.login_answer(&id);
             Reply::new(Answer::json(status, body))
         }
         Err(LoginError::Proxy(e)) => Reply::error(family, &e),
         Err(LoginError::Upstream(f)) => Reply::new(f.into_answer(family)),
+    };
+    match &user {
+        Some(user) => reply.by(user),
+        None => reply,
     }
 }
 
@@ -36,7 +42,7 @@ pub(super) async fn whoami(proxy: &Proxy, family: Family, session: Option<&str>)
         &time(session.created),
         &time(SystemTime::now()),
     );
-    Reply::new(Answer::json(StatusCode::OK, Bytes::from(body)))
+    Reply::new(Answer::json(StatusCode::OK, Bytes::from(body))).by(&session.user)
 }
 
 pub(super) async fn logout(proxy: &Proxy, family: Family, session: Option<&str>) -> Reply {
