@@ -31,6 +31,6 @@ mod server;
 pub(crate) mod sessions;
 mod state;
 
-pub use reload::{LogControl, ReloadError, ReloadReport};
+pub use reload::{ReloadError, ReloadReport};
 pub use server::run;
-pub use state::{Proxy, ProxyError};
+pub use state::{LogControl, Proxy, ProxyError};

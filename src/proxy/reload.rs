@@ -18,7 +18,7 @@
 //! * The listener: its certificate and key are read again (rotation: new
 //!   connections present the new pair, existing ones keep theirs) and its limits
 //!   apply to new connections.
-//! * `[log]`: through the [`LogControl`] the binary installed.
+//! * `[log]`: through the [`super::LogControl`] the binary installed.
 //! * Kept until a restart, and said so: `listen.addr`, `admin.addr`, turning HTTPS
 //!   on or off, `auth.mode`, `auth.client_session_idle`.
 
@@ -32,12 +32,6 @@ use crate::net::listener::ServeOptions;
 use crate::net::tls::certified;
 use crate::net::untrusted::Untrusted;
 use crate::upstream::Backends;
-
-/// Applies `[log]` to the running log subscriber.
-pub trait LogControl: Send + Sync {
-    /// Switches to `log`'s level and format, or says why not.
-    fn apply(&self, log: &config::Log) -> Result<(), String>;
-}
 
 /// What a reload changed, and what it kept until a restart.
 #[derive(Debug, Default, Serialize)]

@@ -25,13 +25,19 @@ use super::fanout::{Fanout, FanoutSettings};
 use super::lookup::Lookup;
 use super::metrics::Metrics;
 use super::owners::TaskOwners;
-use super::reload::LogControl;
 use super::sessions::{SessionSettings, Sessions};
 use crate::config::{self, Config};
 use crate::net::listener::ServeOptions;
 use crate::net::tls::CertStore;
 use crate::protocol::filter::{Limits, Resolver};
 use crate::upstream::{Backends, UpstreamConfigError};
+
+/// Applies `[log]` to the running log subscriber, at a reload. The binary installs
+/// the subscriber, so it hands the proxy this handle on it.
+pub trait LogControl: Send + Sync {
+    /// Switches to `log`'s level and format, or says why not.
+    fn apply(&self, log: &config::Log) -> Result<(), String>;
+}
 
 /// Everything a request handler needs.
 pub struct Proxy {
