@@ -368,8 +368,12 @@ async fn sighup_reloads_in_place() {
     let query = vcproxy_testkit::every_service_query();
     assert_eq!(count(http.rest_list(&sid, &query).await), 10);
 
-    // vc2 added; the log becomes text with the access log on.
-    let text_log = head("[log]\nformat = \"text\"\naccess = true\n");
+    // vc2 added; the log becomes text with the access log on, and the session
+    // pool's info lines are filtered out.
+    let text_log = head(
+        "[log]\nformat = \"text\"\naccess = true\n\
+         level = \"info,vcproxy::proxy::sessions=warn\"\n",
+    );
     std::fs::write(&config, config_toml(&text_log, &urls, |_| String::new())).unwrap();
     hup();
     let got = until(&socket, "READY=1", Duration::from_secs(20), &served).await;
@@ -415,10 +419,14 @@ async fn sighup_reloads_in_place() {
         "an access line after the reload:\n{text}"
     );
     assert!(
+        before.contains("opened vCenter session") && !after.contains("opened vCenter session"),
+        "log.level applied: the pool's info lines stop after the reload:\n{text}"
+    );
+    assert!(
         after_lines
             .iter()
             .any(|l| l.contains("configuration not reloaded")
-                && l.contains("line 13")
+                && l.contains("TOML parse error at line")
                 && l.contains("connect_timeout = \"soon\"")),
         "the refused reload names the key:\n{text}"
     );

@@ -99,9 +99,19 @@ async fn vcenters_change_under_live_client_sessions() {
     assert_eq!(c.stats().sessions_open, 0);
     assert_eq!(listed(&env.http, &sid).await.0, union(&[a, b]));
 
-    // Nothing changed: nothing dropped.
+    // Nothing changed: nothing dropped. The admin address cannot move in place:
+    // kept, and said so.
+    let moved = common::LISTEN.replace("127.0.0.2:0", "127.0.0.3:0");
+    let toml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(common::LISTEN, &moved);
+    std::fs::write(&path, toml).unwrap();
     let r = env.reload().await.json();
     assert_eq!(changed_len(&r), 0, "{r}");
+    assert_eq!(
+        r["kept"],
+        serde_json::json!(["admin.addr stays 127.0.0.2:0 until a restart"])
+    );
     assert_eq!(listed(&env.http, &sid).await.1, "hit");
     let metrics = env.admin.call(Method::GET, "/metrics", &[], None).await;
     assert!(
