@@ -11,7 +11,8 @@
 //! * [`encoding`]: an answer's stored compressed copies and validators, and which
 //!   copy a request's `Accept-Encoding` picks;
 //! * [`config`]: the TOML file, validated once at start; [`auth`]: credentials;
-//! * [`cmd`]: the commands besides `serve`; [`sim`]: a vCenter simulator.
+//! * [`cmd`]: the commands besides `serve`; [`sim`]: a vCenter simulator;
+//! * `cluster`: the Redis layer replicas share answers, fetch locks and sessions through.
 //!
 //! The public API is what the binary, the tests, the benchmarks and the fuzz
 //! targets use: [`Proxy`] and [`run`] to serve, [`config`] to configure,
@@ -21,6 +22,7 @@
 //! else is `pub(crate)`.
 
 pub mod auth;
+pub(crate) mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod encoding;

@@ -22,13 +22,49 @@ pub struct Report {
 }
 
 /// Reaches every vCenter concurrently: an unauthenticated who-am-I (a vCenter answers
-/// 401 in vAPI form), then, with credentials, a login and log-out.
+/// 401 in vAPI form), then, with credentials, a login and log-out. With a
+/// `[cluster]`, Redis too (a `PING` with its credentials), reported last as
+/// `redis`.
 pub async fn check(config: &Config, credentials: Option<(String, Secret)>) -> Vec<Report> {
     let checks = config
         .vcenters
         .iter()
         .map(|vc| check_vcenter(vc, credentials.clone()));
-    futures_util::future::join_all(checks).await
+    let mut reports = futures_util::future::join_all(checks).await;
+    if let Some(cluster) = &config.cluster {
+        reports.push(check_cluster(cluster).await);
+    }
+    reports
+}
+
+/// One `PING` to the cluster's Redis, past the connection's TLS and ACL log-in.
+async fn check_cluster(c: &crate::config::Cluster) -> Report {
+    use crate::cluster::{Cluster, ClusterMetrics, ClusterSettings};
+    let report = |ok: bool, detail: String| Report {
+        vcenter: "redis".into(),
+        ok,
+        detail,
+    };
+    let cluster = match Cluster::start(ClusterSettings::from(c), ClusterMetrics::new()) {
+        Ok(cluster) => cluster,
+        Err(e) => return report(false, e.to_string()),
+    };
+    let within = c.connect_timeout + c.command_timeout;
+    match tokio::time::timeout(within, cluster.ping()).await {
+        Ok(Ok(took)) => report(
+            true,
+            format!("{} answered PING in {} ms", c.redis, took.as_millis()),
+        ),
+        Ok(Err(e)) => report(false, format!("{}: {e}", c.redis)),
+        Err(_) => report(
+            false,
+            format!(
+                "{}: no answer within {}",
+                c.redis,
+                humantime::format_duration(within)
+            ),
+        ),
+    }
 }
 
 /// The longest [`try_at_start`] waits for any vCenter.

@@ -26,6 +26,43 @@ pub(super) struct FileConfig {
     pub(super) log: Log,
     #[serde(default)]
     pub(super) vcenter: Vec<FileVcenter>,
+    pub(super) cluster: Option<FileCluster>,
+}
+
+/// `[cluster]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCluster {
+    pub(super) redis: String,
+    pub(super) secret_file: Option<PathBuf>,
+    pub(super) secret_env: Option<String>,
+    pub(super) username: Option<String>,
+    pub(super) password_env: Option<String>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) ca_file: Option<PathBuf>,
+    #[serde(default = "default_key_prefix")]
+    pub(super) key_prefix: String,
+    #[serde(default = "default_redis_connect_timeout", with = "humantime_serde")]
+    pub(super) connect_timeout: Duration,
+    #[serde(default = "default_redis_command_timeout", with = "humantime_serde")]
+    pub(super) command_timeout: Duration,
+    #[serde(default = "default_lock_timeout", with = "humantime_serde")]
+    pub(super) lock_timeout: Duration,
+    #[serde(default)]
+    pub(super) required: bool,
+}
+
+fn default_key_prefix() -> String {
+    "vcproxy:".into()
+}
+fn default_redis_connect_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_redis_command_timeout() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Deserialize)]

@@ -51,6 +51,51 @@ pub struct Config {
     /// The file it was read from ([`Config::load`]), which a reload reads again;
     /// `None` for configuration text ([`Config::from_toml_str`]).
     pub source: Option<PathBuf>,
+    /// `[cluster]`: present when replicas share sessions, answers and fetch locks
+    /// through Redis.
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`: several replicas sharing sessions, cached answers and the right to
+/// fetch, through Redis (or Valkey).
+#[derive(Clone)]
+pub struct Cluster {
+    /// `redis://host:port/db` or `rediss://…` (TLS, verified).
+    pub redis: String,
+    /// At least 32 bytes shared by every replica: the keys that name and encrypt
+    /// what the replicas store come from it.
+    pub secret: crate::auth::Secret,
+    /// Redis ACL user, and its password (from the environment or a file, never the
+    /// configuration).
+    pub username: Option<String>,
+    pub password: Option<crate::auth::Secret>,
+    pub ca_file: Option<PathBuf>,
+    /// The CAs of `ca_file` (rediss only); empty: the system's roots.
+    pub ca_certs: Vec<CertificateDer<'static>>,
+    /// Every key and channel name starts with it (the ACL pattern an operator grants).
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    /// The most one Redis call may take before the replica carries on without it.
+    pub command_timeout: Duration,
+    /// The most a fetch lock is held, and waited for, before another replica fetches.
+    pub lock_timeout: Duration,
+    /// Whether `/readyz` fails while Redis is unreachable.
+    pub required: bool,
+}
+
+/// The secret and password never shown.
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("redis", &self.redis)
+            .field("username", &self.username)
+            .field("ca_file", &self.ca_file)
+            .field("key_prefix", &self.key_prefix)
+            .field("command_timeout", &self.command_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("required", &self.required)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[listen]`: the client-facing listener.

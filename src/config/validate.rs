@@ -2,10 +2,10 @@
 //! files the configuration names (secrets, CA bundles, the listener's key pair, the
 //! users list) read on the way.
 
-use super::file::{FileAuth, FileAuthMode, FileConfig, FileListen, FileVcenter};
+use super::file::{FileAuth, FileAuthMode, FileCluster, FileConfig, FileListen, FileVcenter};
 use super::{
-    Admin, Auth, Cache, CertFingerprint, Config, ConfigError, Listen, ListenTls, Log, Merge,
-    Vcenter,
+    Admin, Auth, Cache, CertFingerprint, Cluster, Config, ConfigError, Listen, ListenTls, Log,
+    Merge, Vcenter,
 };
 use crate::auth::users::UserList;
 use crate::auth::{AuthMode, Secret, ServiceAccount};
@@ -38,6 +38,10 @@ pub(super) fn parse(
     let auth = validate_auth(file.auth, paths)?;
     validate_log(&file.log)?;
     let vcenters = validate_vcenters(file.vcenter, paths)?;
+    let cluster = file
+        .cluster
+        .map(|c| validate_cluster(c, paths))
+        .transpose()?;
     Ok(Config {
         listen,
         admin: file.admin,
@@ -47,7 +51,145 @@ pub(super) fn parse(
         log: file.log,
         vcenters,
         source: path.map(Path::to_path_buf),
+        cluster,
     })
+}
+
+/// `[cluster]`: the Redis URL, the shared secret (at least 32 bytes), the ACL
+/// credentials, TLS trust and timeouts.
+fn validate_cluster(file: FileCluster, paths: Paths) -> Result<Cluster, ConfigError> {
+    let url: Uri = file
+        .redis
+        .parse()
+        .map_err(|e| invalid("cluster.redis", format!("not a URL: {e}")))?;
+    let tls = match url.scheme_str() {
+        Some("redis") => false,
+        Some("rediss") => true,
+        _ => {
+            return Err(invalid(
+                "cluster.redis",
+                "scheme must be redis or rediss (TLS)",
+            ))
+        }
+    };
+    if url.host().is_none_or(str::is_empty) {
+        return Err(invalid("cluster.redis", "has no host"));
+    }
+    if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid(
+            "cluster.redis",
+            "must not hold credentials: set cluster.username and cluster.password_env or cluster.password_file",
+        ));
+    }
+    let secret = match (file.secret_env, file.secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "cluster.secret_file",
+                "set only one of cluster.secret_env and cluster.secret_file",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "cluster.secret_file",
+                "replicas need a shared secret: set cluster.secret_file (e.g. 32 bytes from /dev/urandom) or cluster.secret_env",
+            ))
+        }
+        (Some(var), None) => {
+            let s = read_secret_env("cluster.secret_env", &var)?;
+            cluster_secret("cluster.secret_env", s.expose().as_bytes())?
+        }
+        (None, Some(path)) => {
+            let path = paths.resolve(&path);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                invalid(
+                    "cluster.secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            cluster_secret("cluster.secret_file", &bytes)?
+        }
+    };
+    let password = match (file.password_env, file.password_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "cluster.password_file",
+                "set only one of cluster.password_env and cluster.password_file",
+            ))
+        }
+        (Some(var), None) => Some(read_secret_env("cluster.password_env", &var)?),
+        (None, Some(path)) => Some(read_secret_file(
+            "cluster.password_file",
+            &paths.resolve(&path),
+        )?),
+        (None, None) => None,
+    };
+    if file.username.is_some() && password.is_none() {
+        return Err(invalid(
+            "cluster.username",
+            "a Redis ACL user needs its password: set cluster.password_env or cluster.password_file",
+        ));
+    }
+    let ca_file = file.ca_file.map(|p| paths.resolve(&p));
+    let ca_certs = match &ca_file {
+        Some(_) if !tls => return Err(invalid("cluster.ca_file", "only for rediss:// (TLS) URLs")),
+        Some(path) => read_ca_bundle("cluster.ca_file", path)?,
+        None => Vec::new(),
+    };
+    if file.key_prefix.is_empty()
+        || !file
+            .key_prefix
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'?' && b != b'[')
+    {
+        return Err(invalid(
+            "cluster.key_prefix",
+            "must be non-empty printable ASCII without glob characters (* ? [), e.g. \"vcproxy:\"",
+        ));
+    }
+    for (key, value) in [
+        ("cluster.connect_timeout", file.connect_timeout),
+        ("cluster.command_timeout", file.command_timeout),
+        ("cluster.lock_timeout", file.lock_timeout),
+    ] {
+        if value.is_zero() {
+            return Err(invalid(key, "must be greater than zero"));
+        }
+    }
+    Ok(Cluster {
+        redis: file.redis,
+        secret,
+        username: file.username,
+        password,
+        ca_file,
+        ca_certs,
+        key_prefix: file.key_prefix,
+        connect_timeout: file.connect_timeout,
+        command_timeout: file.command_timeout,
+        lock_timeout: file.lock_timeout,
+        required: file.required,
+    })
+}
+
+/// The shared secret's bytes, at least 32 of them (one trailing newline of a text
+/// file dropped), carried as base64url text so a binary key file works.
+fn cluster_secret(key: &str, bytes: &[u8]) -> Result<Secret, ConfigError> {
+    use base64::Engine as _;
+    let bytes = bytes
+        .strip_suffix(b"\n")
+        .map(|b| b.strip_suffix(b"\r").unwrap_or(b))
+        .unwrap_or(bytes);
+    if bytes.len() < 32 {
+        return Err(invalid(
+            key,
+            format!(
+                "the secret has {} bytes; at least 32 are needed (e.g. `head -c 32 /dev/urandom`)",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(Secret::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+    ))
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -262,8 +404,8 @@ fn load_service_account(file: FileAuth, paths: Paths) -> Result<ServiceAccount, 
                 ),
             ))
         }
-        (Some(var), None) => read_secret_env(&var)?,
-        (None, Some(path)) => read_secret_file(&paths.resolve(&path))?,
+        (Some(var), None) => read_secret_env("auth.password_env", &var)?,
+        (None, Some(path)) => read_secret_file("auth.password_file", &paths.resolve(&path))?,
     };
     let users_file = paths.resolve(
         &file
@@ -288,33 +430,31 @@ fn load_service_account(file: FileAuth, paths: Paths) -> Result<ServiceAccount, 
     })
 }
 
-fn read_secret_env(var: &str) -> Result<Secret, ConfigError> {
-    const KEY: &str = "auth.password_env";
+fn read_secret_env(key: &str, var: &str) -> Result<Secret, ConfigError> {
     if var.is_empty() {
-        return Err(invalid(KEY, "must name an environment variable"));
+        return Err(invalid(key, "must name an environment variable"));
     }
     match std::env::var(var) {
         Ok(value) if value.is_empty() => Err(invalid(
-            KEY,
+            key,
             format!("environment variable {var:?} is empty"),
         )),
         Ok(value) => Ok(Secret::new(value)),
         Err(std::env::VarError::NotPresent) => Err(invalid(
-            KEY,
+            key,
             format!("environment variable {var:?} is not set"),
         )),
         Err(std::env::VarError::NotUnicode(_)) => Err(invalid(
-            KEY,
+            key,
             format!("environment variable {var:?} is not valid UTF-8"),
         )),
     }
 }
 
 /// Reads a password file, dropping the one trailing newline editors and `echo` add.
-fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
-    const KEY: &str = "auth.password_file";
+fn read_secret_file(key: &str, path: &Path) -> Result<Secret, ConfigError> {
     let mut value = std::fs::read_to_string(path)
-        .map_err(|e| invalid(KEY, format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
     if value.ends_with('\n') {
         value.pop();
         if value.ends_with('\r') {
@@ -322,7 +462,7 @@ fn read_secret_file(path: &Path) -> Result<Secret, ConfigError> {
         }
     }
     if value.is_empty() {
-        return Err(invalid(KEY, format!("{} is empty", path.display())));
+        return Err(invalid(key, format!("{} is empty", path.display())));
     }
     Ok(Secret::new(value))
 }

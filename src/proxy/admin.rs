@@ -44,8 +44,19 @@ pub(super) async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Bod
                 let listen = proxy.listen.borrow();
                 (listen.open.load(Ordering::Relaxed), listen.max_connections)
             };
+            let redis_down = proxy
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.required && !c.shared.cluster.is_up());
             if !proxy.ready.load(Ordering::SeqCst) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
+            } else if redis_down {
+                // cluster.required: without Redis this replica would serve sessions
+                // and answers the others cannot see.
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: Redis (cluster.redis) is unreachable\n".into(),
+                )
             } else if open >= max {
                 // New clients would wait in the kernel's queue: send them elsewhere.
                 text(
@@ -79,7 +90,7 @@ pub(super) async fn route(proxy: &Proxy, req: Request<Incoming>) -> Response<Bod
             r
         }
         (&Method::POST, "/cache/purge") => {
-            proxy.current.load().cache.purge();
+            proxy.current.load_full().cache.purge().await;
             info!("cache purged by the admin API");
             text(StatusCode::OK, "purged\n".into())
         }

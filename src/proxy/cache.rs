@@ -24,6 +24,10 @@
 //! Error answers are cached for `error_ttl` (so a bad filter polled by many clients
 //! costs vCenter once per window), except 401 and 403, which are about one session
 //! and must never be served to another.
+//!
+//! With a cluster configured, a fetch first asks the second level shared by the
+//! replicas ([`super::shared`]); what this replica fetches it stores there too (its
+//! compressed copies once made), for the same windows.
 
 use http::StatusCode;
 use moka::future::Cache;
@@ -36,6 +40,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::answer::{Answer, Outcome};
+use super::shared::{Origin, SharedLevel};
 use crate::encoding::{encode, Encoders};
 
 /// Who asked which question: the principal and the canonical request key
@@ -44,6 +49,20 @@ use crate::encoding::{encode, Encoders};
 pub struct CacheKey {
     pub principal: Arc<str>,
     pub request: Arc<[u8]>,
+}
+
+impl CacheKey {
+    /// The key as bytes, for the level shared with other replicas (which hashes
+    /// them): principal and question, each length-prefixed so no two keys run
+    /// together.
+    fn material(&self) -> Vec<u8> {
+        let mut m = Vec::with_capacity(self.principal.len() + self.request.len() + 8);
+        m.extend_from_slice(&(self.principal.len() as u32).to_be_bytes());
+        m.extend_from_slice(self.principal.as_bytes());
+        m.extend_from_slice(&(self.request.len() as u32).to_be_bytes());
+        m.extend_from_slice(&self.request);
+        m
+    }
 }
 
 /// How a fetched answer may be cached: the cache's policy, decided by status.
@@ -164,6 +183,8 @@ pub struct ResponseCache {
     recent_failures: Cache<Arc<CacheKey>, ()>,
     inflight: Arc<Mutex<HashMap<Arc<CacheKey>, Flight>>>,
     settings: CacheSettings,
+    /// The level shared with the other replicas, when there is a cluster.
+    shared: Option<Arc<SharedLevel>>,
 }
 
 /// Why no answer could be given (the fetch task itself died).
@@ -191,7 +212,13 @@ impl ResponseCache {
             recent_failures,
             inflight: Arc::default(),
             settings,
+            shared: None,
         }
+    }
+
+    /// This cache with a second level shared with the other replicas.
+    pub fn with_shared(self, shared: Option<Arc<SharedLevel>>) -> Self {
+        ResponseCache { shared, ..self }
     }
 
     /// Answers `key` from the cache, or through `fetch`, coalescing concurrent misses.
@@ -230,12 +257,12 @@ impl ResponseCache {
             if entry.is_success() && age < self.settings.ttl + self.settings.stale_while_revalidate
             {
                 // Serve now; refresh once in the background.
-                let _ = self.join_or_start(Arc::new(key), fetch);
+                let _ = self.join_or_start(Arc::new(key), false, fetch);
                 return Ok((entry.clone(), Outcome::Stale));
             }
         }
 
-        let (mut flight, leader) = self.join_or_start(Arc::new(key), fetch);
+        let (mut flight, leader) = self.join_or_start(Arc::new(key), force, fetch);
         let answer = flight
             .wait_for(Option::is_some)
             .await
@@ -263,7 +290,7 @@ impl ResponseCache {
 
     /// Joins the fetch in flight for `key`, or starts one in its own task.
     /// Returns the flight and whether this call started it.
-    fn join_or_start<F, Fut>(&self, key: Arc<CacheKey>, fetch: F) -> (Flight, bool)
+    fn join_or_start<F, Fut>(&self, key: Arc<CacheKey>, force: bool, fetch: F) -> (Flight, bool)
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Answer> + Send + 'static,
@@ -287,7 +314,14 @@ impl ResponseCache {
                 inflight: &this.inflight,
                 key: &key,
             };
-            let entry = Arc::new(fut.await);
+            let (answer, origin) = match &this.shared {
+                Some(shared) => {
+                    let fresh = |a: &Answer| this.fresh_for(a, Instant::now()) > Duration::ZERO;
+                    shared.answer(&key.material(), force, fresh, fut).await
+                }
+                None => (fut.await, Origin::Fetched(None)),
+            };
+            let entry = Arc::new(answer);
             let policy = Policy::of(entry.status);
             match policy {
                 Policy::Keep => {
@@ -311,17 +345,37 @@ impl ResponseCache {
             // joining a flight that has already landed.
             drop(_guard);
             let _ = tx.send(Some(entry.clone()));
+            // Then the other replicas: the answer stored, the lock released, which
+            // tells those waiting that it is there.
+            let fetched_here = matches!(origin, Origin::Fetched(_));
+            if let (Some(shared), Origin::Fetched(lock)) = (&this.shared, origin) {
+                if let Some(ttl) = this.shared_ttl(policy, &entry) {
+                    shared.store(&key.material(), &entry, ttl).await;
+                }
+                if let Some(lock) = lock {
+                    shared.release(lock).await;
+                }
+            }
             // Then the copies, off every request's path; the entry is replaced by
             // its encoded twin unless a newer fetch has replaced it meanwhile.
-            if policy == Policy::Keep && entry.status == StatusCode::OK {
+            if policy == Policy::Keep && entry.status == StatusCode::OK && entry.encoded.is_none() {
                 let encoded = this.encoded(&entry).await;
                 this.entries
                     .entry(key.clone())
                     .and_compute_with(|current| {
                         let same = current.is_some_and(|c| Arc::ptr_eq(c.value(), &entry));
-                        std::future::ready(if same { Op::Put(encoded) } else { Op::Nop })
+                        std::future::ready(if same {
+                            Op::Put(encoded.clone())
+                        } else {
+                            Op::Nop
+                        })
                     })
                     .await;
+                if let (Some(shared), true) = (&this.shared, fetched_here) {
+                    if let Some(ttl) = this.shared_ttl(policy, &encoded) {
+                        shared.store(&key.material(), &encoded, ttl).await;
+                    }
+                }
             }
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));
@@ -359,6 +413,24 @@ impl ResponseCache {
         }
     }
 
+    /// How long the other replicas may keep `entry`: as long as this replica would
+    /// (fresh and stale windows for a good answer, `error_ttl` for an error), from
+    /// now; `None` for what is never shared or already too old.
+    fn shared_ttl(&self, policy: Policy, entry: &Answer) -> Option<Duration> {
+        let keep = match policy {
+            Policy::Private => return None,
+            _ if entry.is_success() => {
+                self.settings.ttl
+                    + self
+                        .settings
+                        .stale_while_revalidate
+                        .max(self.settings.stale_if_error)
+            }
+            _ => self.settings.error_ttl,
+        };
+        Some(keep.saturating_sub(entry.age(Instant::now()))).filter(|t| !t.is_zero())
+    }
+
     /// How long `entry` stays fresh from `now` (`Cache-Control: max-age`).
     pub fn fresh_for(&self, entry: &Answer, now: Instant) -> Duration {
         let ttl = if entry.is_success() {
@@ -369,10 +441,14 @@ impl ResponseCache {
         ttl.saturating_sub(entry.age(now))
     }
 
-    /// Drops every entry (the admin `POST /cache/purge`).
-    pub fn purge(&self) {
+    /// Drops every entry (the admin `POST /cache/purge`), and the answers stored
+    /// for the other replicas.
+    pub async fn purge(&self) {
         self.entries.invalidate_all();
         self.recent_failures.invalidate_all();
+        if let Some(shared) = &self.shared {
+            shared.purge().await;
+        }
     }
 
     /// Entries and weighed bytes, approximately (moka counts lazily).

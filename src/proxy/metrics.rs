@@ -96,6 +96,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// These metrics and the cluster layer's (`vcproxy_redis_*`, `vcproxy_l2_*`,
+    /// `vcproxy_fetch_lock_waits_total`), in one exposition.
+    pub fn with_cluster(mut self, cluster: &crate::cluster::ClusterMetrics) -> Metrics {
+        cluster.register(&mut self.registry);
+        self
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("vcproxy");
         let requests = Family::<RouteLabels, Counter>::default();

@@ -29,7 +29,9 @@ pub(crate) mod owners;
 mod reload;
 mod server;
 pub(crate) mod sessions;
+pub(crate) mod shared;
 mod state;
+pub(crate) mod stored;
 
 pub use reload::{ReloadError, ReloadReport};
 pub use server::run;

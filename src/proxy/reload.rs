@@ -98,6 +98,7 @@ impl Proxy {
             Some(&previous),
             &self.sessions,
             &self.metrics,
+            self.cluster.as_ref().map(|c| c.shared.clone()),
         );
         let shared = generation.shares_cache_with(&previous);
         if !shared {
@@ -211,6 +212,12 @@ fn keep_what_needs_a_restart(old: &Config, new: &mut Config, report: &mut Reload
         ));
         new.auth.mode = old.auth.mode.clone();
     }
+    if !same_cluster(old.cluster.as_ref(), new.cluster.as_ref()) {
+        report
+            .kept
+            .push("cluster: the link to Redis stays as it is until a restart".into());
+        new.cluster = old.cluster.clone();
+    }
     if new.auth.client_session_idle != old.auth.client_session_idle {
         report.kept.push(format!(
             "auth.client_session_idle stays {} until a restart",
@@ -250,6 +257,26 @@ fn describe_vcenters(old: &Backends, new: &Backends, report: &mut ReloadReport) 
         .collect();
     if kept != was {
         report.changed.push("vcenter: order".into());
+    }
+}
+
+/// Whether two `[cluster]` sections are the same (the secrets compared too).
+fn same_cluster(a: Option<&config::Cluster>, b: Option<&config::Cluster>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let secret = |c: &config::Cluster| {
+                (
+                    c.secret.expose().to_owned(),
+                    c.password.as_ref().map(|p| p.expose().to_owned()),
+                )
+            };
+            format!("{a:?}") == format!("{b:?}")
+                && secret(a) == secret(b)
+                && a.ca_certs == b.ca_certs
+                && a.connect_timeout == b.connect_timeout
+        }
+        _ => false,
     }
 }
 

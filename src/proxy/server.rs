@@ -49,6 +49,14 @@ pub async fn run(
         })
     };
 
+    // Sessions logged out on other replicas end here too.
+    let revocations = tokio::spawn(
+        proxy
+            .sessions
+            .clone()
+            .follow_revocations(stopped(stop_rx.clone())),
+    );
+
     let admin_task = {
         let proxy = proxy.clone();
         let stop = stopped(stop_rx.clone());
@@ -100,6 +108,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
     let _ = reaper.await;
+    let _ = revocations.await;
     proxy.sessions.close_all().await;
     info!("stopped; vCenter sessions closed");
 }

@@ -26,6 +26,8 @@ use super::lookup::Lookup;
 use super::metrics::Metrics;
 use super::owners::TaskOwners;
 use super::sessions::{SessionSettings, Sessions};
+use super::shared::SharedLevel;
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::{self, Config};
 use crate::net::listener::ServeOptions;
 use crate::net::tls::CertStore;
@@ -43,6 +45,9 @@ pub trait LogControl: Send + Sync {
 pub struct Proxy {
     pub(super) sessions: Arc<Sessions>,
     pub(super) metrics: Arc<Metrics>,
+    /// `[cluster]`: the replicas' shared level, when configured. It lives as long
+    /// as the process (a reload does not change it).
+    pub(super) cluster: Option<ClusterLink>,
     /// The part a reload replaces; see [`Generation`].
     pub(super) current: ArcSwap<Generation>,
     /// TLS for the client listener, when `[listen] tls_cert`/`tls_key` are set. Its
@@ -80,27 +85,57 @@ pub(super) struct Generation {
     pub merge_config: config::Merge,
 }
 
+/// The proxy's link to the other replicas.
+pub(super) struct ClusterLink {
+    pub shared: Arc<SharedLevel>,
+    /// `cluster.required`: `/readyz` fails while Redis is unreachable.
+    pub required: bool,
+}
+
 /// Why the proxy could not be built from a (validated) configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error(transparent)]
     Upstream(#[from] UpstreamConfigError),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("listen.tls_cert / listen.tls_key: {0}")]
     Tls(#[from] crate::net::tls::TlsError),
 }
 
 impl Proxy {
     /// Builds the proxy's state from a validated configuration.
+    ///
+    /// With a `[cluster]`, it must be called inside a Tokio runtime: the link to
+    /// Redis starts connecting in the background at once.
     pub fn new(config: &Config) -> Result<Arc<Proxy>, ProxyError> {
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let cluster_metrics = crate::cluster::ClusterMetrics::new();
+                metrics = metrics.with_cluster(&cluster_metrics);
+                let cluster = Cluster::start(ClusterSettings::from(c), cluster_metrics)?;
+                Some(ClusterLink {
+                    shared: Arc::new(SharedLevel {
+                        cluster,
+                        lock_timeout: c.lock_timeout,
+                    }),
+                    required: c.required,
+                })
+            }
+            None => None,
+        };
+        let metrics = Arc::new(metrics);
         let backends = Backends::from_config(&config.vcenters)?;
         let sessions = Sessions::new(
             backends.clone(),
             config.auth.mode.clone(),
             SessionSettings::from(&config.auth),
             metrics.clone(),
+            cluster.as_ref().map(|c| c.shared.cluster.clone()),
         );
-        let generation = Generation::build(config, backends, None, &sessions, &metrics);
+        let shared = cluster.as_ref().map(|c| c.shared.clone());
+        let generation = Generation::build(config, backends, None, &sessions, &metrics, shared);
         let certs = match &config.listen.tls {
             Some(t) => Some(CertStore::new(t.cert_chain.clone(), t.key.clone_key())?),
             None => None,
@@ -113,6 +148,7 @@ impl Proxy {
         Ok(Arc::new(Proxy {
             sessions,
             metrics,
+            cluster,
             current: ArcSwap::from_pointee(generation),
             tls,
             certs,
@@ -147,6 +183,7 @@ impl Generation {
         previous: Option<&Generation>,
         sessions: &Arc<Sessions>,
         metrics: &Arc<Metrics>,
+        shared: Option<Arc<SharedLevel>>,
     ) -> Generation {
         let limits = Limits {
             max_query_bytes: config.listen.max_query_bytes.as_usize(),
@@ -180,7 +217,8 @@ impl Generation {
                     FanoutSettings::from(&config.merge),
                 );
                 let lookup = Lookup::new(fanout.clone(), owners);
-                let cache = ResponseCache::new(CacheSettings::from(&config.cache));
+                let cache =
+                    ResponseCache::new(CacheSettings::from(&config.cache)).with_shared(shared);
                 (cache, fanout, lookup, Some(gone))
             }
         };

@@ -9,6 +9,7 @@
 //!   and answers.
 //! * [`Pki`]: a fresh CA and a server certificate it issued, for clients that verify
 //!   a chain (the Python SDK).
+//! * [`Redis`]: a `redis-server` of a test's own, for replicas sharing it.
 //!
 //! Why a crate: the tests and the benchmark are separate targets, so before this each
 //! carried its own client, `basic()` and simulator start-up, and they drifted. A
@@ -24,6 +25,7 @@ mod env;
 mod local;
 mod proxy;
 mod queries;
+mod redis_server;
 mod sims;
 mod tls;
 pub mod typed;
@@ -33,5 +35,6 @@ pub use env::{config, config_toml, parse_config, Env, LISTEN};
 pub use local::{free_port, roots, temp_dir};
 pub use proxy::{bind_proxy, BoundProxy};
 pub use queries::{every_service_query, rest_keys, ten_encodings, RestQuery};
+pub use redis_server::Redis;
 pub use sims::{sim_config, start_sim, start_sims, ADMIN, OPERATOR};
 pub use tls::{Pki, PkiFiles};

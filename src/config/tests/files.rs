@@ -309,3 +309,81 @@ fn listen_tls_loads_a_matching_pair() {
         "listen.tls_cert: required when listen.tls_key is set (set both or neither)"
     );
 }
+
+/// `[cluster]` with a secret file of `secret` bytes and `extra` keys.
+fn cluster(dir: &TempDir, secret: &[u8], extra: &str) -> String {
+    let path = dir.write("cluster.key", secret);
+    with_section(
+        "cluster",
+        &format!(
+            "redis = \"redis://127.0.0.1:6379/0\"\nsecret_file = {:?}\n{extra}",
+            path.display().to_string()
+        ),
+    )
+}
+
+#[test]
+fn cluster_reads_a_binary_secret_and_keeps_it_out_of_debug() {
+    let dir = TempDir::new();
+    let secret: Vec<u8> = (0u8..32).map(|b| b.wrapping_mul(37) ^ 0xa5).collect();
+    let c = Config::from_toml_str(&cluster(&dir, &secret, "required = true")).unwrap();
+    let cl = c.cluster.as_ref().unwrap();
+    assert_eq!(cl.redis, "redis://127.0.0.1:6379/0");
+    assert_eq!(cl.key_prefix, "vcproxy:");
+    assert_eq!(cl.command_timeout, Duration::from_millis(250));
+    assert!(cl.required);
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cl.secret.expose())
+        .unwrap();
+    assert_eq!(decoded, secret);
+    let debug = format!("{c:?}");
+    assert!(!debug.contains(cl.secret.expose()), "{debug}");
+    // No section: one process, as before.
+    assert!(Config::from_toml_str(&with_section("log", ""))
+        .unwrap()
+        .cluster
+        .is_none());
+}
+
+#[test]
+fn cluster_errors_name_the_key() {
+    let dir = TempDir::new();
+    let ok = [7u8; 32];
+    assert!(error(&cluster(&dir, &[7u8; 31], ""))
+        .starts_with("cluster.secret_file: the secret has 31 bytes; at least 32 are needed"));
+    assert_eq!(
+        error(&cluster(&dir, &ok, "secret_env = \"X\"")),
+        "cluster.secret_file: set only one of cluster.secret_env and cluster.secret_file"
+    );
+    assert_eq!(
+        error(&cluster(&dir, &ok, "username = \"vcproxy\"")),
+        "cluster.username: a Redis ACL user needs its password: set cluster.password_env or \
+         cluster.password_file"
+    );
+    assert_eq!(
+        error(&cluster(&dir, &ok, "ca_file = \"ca.pem\"")),
+        "cluster.ca_file: only for rediss:// (TLS) URLs"
+    );
+    assert_eq!(
+        error(&cluster(&dir, &ok, "key_prefix = \"vc*\"")),
+        "cluster.key_prefix: must be non-empty printable ASCII without glob characters (* ? [), \
+         e.g. \"vcproxy:\""
+    );
+    assert_eq!(
+        error(&cluster(&dir, &ok, "command_timeout = \"0s\"")),
+        "cluster.command_timeout: must be greater than zero"
+    );
+    let with_url = |url: &str| {
+        let text = cluster(&dir, &ok, "");
+        text.replace("redis://127.0.0.1:6379/0", url)
+    };
+    assert_eq!(
+        error(&with_url("http://127.0.0.1:6379")),
+        "cluster.redis: scheme must be redis or rediss (TLS)"
+    );
+    assert!(error(&with_url("redis://user:pw@127.0.0.1:6379"))
+        .starts_with("cluster.redis: must not hold credentials"));
+    assert!(error(&with_section("cluster", "redis = \"redis://h\""))
+        .starts_with("cluster.secret_file: replicas need a shared secret"));
+}

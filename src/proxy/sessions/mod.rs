@@ -19,11 +19,17 @@
 //! vCenter sessions left without a client close after `backend_idle_timeout`, and all
 //! of them close at shutdown.
 //!
+//! With a cluster, sessions are shared by every replica ([`shared`]): a session
+//! made here is stored (encrypted, under a hash of its id) for the others, one made
+//! elsewhere is adopted on first sight, and a log-out anywhere ends it everywhere.
+//!
 //! A reload ([`Sessions::reload`]) keeps every client session: vCenter sessions are
 //! held per [`BackendId`], so those of unchanged vCenters stay, those of removed (or
 //! changed) vCenters are logged out, and added vCenters are logged in to lazily by
 //! passthrough users (on their next request, with the password held for their live
 //! sessions) and at once by the service account.
+
+mod shared;
 
 use crate::net::untrusted::Untrusted;
 use futures_util::future::join_all;
@@ -146,6 +152,9 @@ pub struct ClientSession {
     pub user: Arc<str>,
     pub principal: Arc<Principal>,
     pub created: SystemTime,
+    /// With a cluster: the session's handle there, and when this replica last
+    /// extended its life there.
+    shared: Option<shared::SharedMark>,
 }
 
 /// A refused or failed login, ready to pass through to the client.
@@ -169,6 +178,11 @@ pub struct Sessions {
     principals: Mutex<HashMap<PrincipalKey, Arc<Principal>>>,
     salt: [u8; 16],
     metrics: Arc<Metrics>,
+    /// The cluster the sessions are shared through, if any.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// How often a replica extends a shared session's life: an eighth of the
+    /// client idle timeout, in milliseconds.
+    touch_every_ms: u64,
 }
 
 /// What a reload replaces in the session store.
@@ -199,6 +213,7 @@ impl Sessions {
         mode: AuthMode,
         settings: SessionSettings,
         metrics: Arc<Metrics>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Arc<Sessions> {
         let mut salt = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
@@ -221,13 +236,21 @@ impl Sessions {
             principals: Mutex::new(HashMap::new()),
             salt,
             metrics,
+            cluster,
+            touch_every_ms: (settings.client_idle / 8).as_millis() as u64,
         })
     }
 
     /// The client session for a `vmware-api-session-id` value.
     pub async fn client(&self, id: &str) -> Option<Arc<ClientSession>> {
-        let session = self.clients.get(id).await?;
+        let session = match self.clients.get(id).await {
+            Some(s) => s,
+            None => self.adopt(id).await?,
+        };
         session.principal.touch();
+        if let (Some(cluster), Some(mark)) = (&self.cluster, &session.shared) {
+            self.keep_alive(cluster, id, mark);
+        }
         Some(session)
     }
 
@@ -268,15 +291,37 @@ impl Sessions {
             }
         };
         let id = new_session_id();
-        principal.clients.fetch_add(1, Ordering::SeqCst);
-        self.metrics.client_sessions.inc();
-        let session = Arc::new(ClientSession {
-            user: client_user,
-            principal,
-            created: SystemTime::now(),
-        });
+        let created = SystemTime::now();
+        let shared_password = match &mode {
+            AuthMode::Passthrough => password.expose(),
+            AuthMode::ServiceAccount(_) => "",
+        };
+        self.publish(&id, &client_user, shared_password, created)
+            .await;
+        let session = self.session(&id, client_user, principal, created);
         self.clients.insert(Arc::from(id.as_str()), session).await;
         Ok(id)
+    }
+
+    /// A client session for `principal`, counted.
+    fn session(
+        &self,
+        id: &str,
+        user: Arc<str>,
+        principal: Arc<Principal>,
+        created: SystemTime,
+    ) -> Arc<ClientSession> {
+        principal.clients.fetch_add(1, Ordering::SeqCst);
+        self.metrics.client_sessions.inc();
+        Arc::new(ClientSession {
+            user,
+            principal,
+            created,
+            shared: self
+                .cluster
+                .as_ref()
+                .map(|c| shared::SharedMark::new(c, id)),
+        })
     }
 
     async fn passthrough_principal(
@@ -525,6 +570,7 @@ impl Sessions {
             .collect();
         for id in &ended {
             self.clients.invalidate(id).await;
+            self.unpublish(id).await;
         }
         info!(
             user = %Untrusted(&principal.user),
@@ -536,8 +582,13 @@ impl Sessions {
 
     /// `DELETE` on a session path: ends the client session. vCenter sessions stay
     /// pooled for the user's other sessions and next login.
+    ///
+    /// With a cluster, the session ends on every replica: its record is deleted
+    /// and the others are told.
     pub async fn logout(&self, id: &str) -> bool {
-        self.clients.remove(id).await.is_some()
+        let here = self.clients.remove(id).await.is_some();
+        let elsewhere = self.unpublish(id).await;
+        here || elsewhere
     }
 
     /// Logs out vCenter sessions that no client has used for `backend_idle`, and

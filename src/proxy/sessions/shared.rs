@@ -1,0 +1,207 @@
+//! Client sessions shared by the replicas of a cluster.
+//!
+//! A log-in stores the session's record ([`SessionRecord`]) through the cluster
+//! layer, which keeps it under a hash of the session id, encrypted with a key
+//! derived from the id itself: Redis never holds a usable id or a readable
+//! password. A replica that meets an id it does not know reads the record and
+//! adopts the session: the same user, its own pooled vCenter sessions (logged in
+//! with the record's password in passthrough mode, the service account's
+//! otherwise). Use extends the record's life, at most every eighth of the idle
+//! timeout per replica. A log-out deletes it and publishes its handle; every
+//! replica drops its copy when the handle arrives, and after its subscription was
+//! interrupted it asks Redis about each shared session it holds.
+//!
+//! With Redis unreachable, replicas keep the sessions they have already seen.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tracing::{debug, info, warn};
+
+use super::{ClientSession, Sessions};
+use crate::auth::{AuthMode, Secret};
+use crate::cluster::{Cluster, Revocation};
+use crate::net::untrusted::Untrusted;
+use crate::protocol::Family;
+use crate::proxy::stored::SessionRecord;
+
+/// A shared session's handle in the cluster, and when this replica last
+/// extended its life there.
+#[derive(Debug)]
+pub(super) struct SharedMark {
+    handle: [u8; 32],
+    /// Milliseconds since [`epoch`] of the last extension.
+    touched: AtomicU64,
+}
+
+impl SharedMark {
+    pub(super) fn new(cluster: &Cluster, id: &str) -> SharedMark {
+        SharedMark {
+            handle: cluster.session_handle(id),
+            touched: AtomicU64::new(since_epoch()),
+        }
+    }
+}
+
+/// A monotonic clock in milliseconds, from the first call.
+fn since_epoch() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl Sessions {
+    /// The session `id` made on another replica, adopted here; `None` when no
+    /// replica knows it (or Redis cannot say) or vCenter no longer takes its
+    /// password. Concurrent requests with one new id adopt it once.
+    pub(super) async fn adopt(&self, id: &str) -> Option<Arc<ClientSession>> {
+        let cluster = self.cluster.as_ref()?;
+        let init = async {
+            let record = SessionRecord::decode(&cluster.get_session(id).await?)?;
+            let mode = self.current().mode.clone();
+            let principal = match &mode {
+                AuthMode::Passthrough => {
+                    let password = Secret::new(record.password.clone());
+                    match self
+                        .passthrough_principal(&record.user, &password, Family::Api)
+                        .await
+                    {
+                        Ok(p) => p,
+                        Err(_) => {
+                            info!(user = %Untrusted(&record.user), "a shared session's password no longer logs in; refused");
+                            return None;
+                        }
+                    }
+                }
+                AuthMode::ServiceAccount(sa) => {
+                    if !sa.users.contains(&record.user) {
+                        info!(user = %Untrusted(&record.user), "a shared session's user is not in this replica's users file; refused");
+                        return None;
+                    }
+                    self.principal_with_sessions(&sa.username, &sa.password, Family::Api, true)
+                        .await
+                        .ok()?
+                }
+            };
+            let user: Arc<str> = match &mode {
+                AuthMode::Passthrough => principal.user.clone(),
+                AuthMode::ServiceAccount(_) => record.user.as_str().into(),
+            };
+            debug!(user = %Untrusted(&user), "adopted a session made on another replica");
+            Some(self.session(id, user, principal, record.created))
+        };
+        self.clients.optionally_get_with(Arc::from(id), init).await
+    }
+
+    /// Stores a new session for the other replicas.
+    pub(super) async fn publish(&self, id: &str, user: &str, password: &str, created: SystemTime) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let record = SessionRecord {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            created,
+        };
+        let ttl = self.current().settings.client_idle;
+        cluster.put_session(id, &record.encode(), ttl).await;
+    }
+
+    /// Deletes a session's record, which tells every replica; whether there was
+    /// one.
+    pub(super) async fn unpublish(&self, id: &str) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return false;
+        };
+        let existed = cluster.session_exists(id).await == Some(true);
+        cluster.delete_session(id).await;
+        existed
+    }
+
+    /// Extends the record's life in the cluster, off the request's path and at
+    /// most every eighth of the idle timeout.
+    /// (On every request of a shared session: two atomic loads and a clock read
+    /// unless it is time.)
+    pub(super) fn keep_alive(&self, cluster: &Arc<Cluster>, id: &str, mark: &SharedMark) {
+        let now = since_epoch();
+        let last = mark.touched.load(Ordering::Relaxed);
+        // The idle timeout cannot change without a restart (reload keeps it).
+        let every = self.touch_every_ms;
+        if now.saturating_sub(last) < every
+            || mark
+                .touched
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let idle = self.current().settings.client_idle;
+        let (cluster, id) = (cluster.clone(), id.to_owned());
+        tokio::spawn(async move { cluster.touch_session(&id, idle).await });
+    }
+
+    /// Ends local copies of sessions logged out on other replicas, until `stop`.
+    pub async fn follow_revocations(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let mut revocations = cluster.revocations();
+        tokio::pin!(stop);
+        loop {
+            let item = tokio::select! {
+                item = revocations.recv() => item,
+                () = &mut stop => return,
+            };
+            match item {
+                Ok(Revocation::Handle(handle)) => self.revoke(|mark| mark.handle == handle).await,
+                Ok(Revocation::Resync)
+                | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    self.resync(&cluster).await
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Ends the local sessions whose mark `gone` picks.
+    async fn revoke(&self, gone: impl Fn(&SharedMark) -> bool) {
+        let ended: Vec<Arc<str>> = self
+            .clients
+            .iter()
+            .filter(|(_, s)| s.shared.as_ref().is_some_and(&gone))
+            .map(|(id, _)| Arc::clone(&*id))
+            .collect();
+        for id in &ended {
+            self.clients.invalidate(id).await;
+        }
+        if !ended.is_empty() {
+            debug!(
+                sessions = ended.len(),
+                "sessions logged out on another replica ended here"
+            );
+        }
+    }
+
+    /// After an interruption: asks the cluster about every shared session held
+    /// here, and ends those it no longer has.
+    async fn resync(&self, cluster: &Cluster) {
+        let ids: Vec<Arc<str>> = self
+            .clients
+            .iter()
+            .filter(|(_, s)| s.shared.is_some())
+            .map(|(id, _)| Arc::clone(&*id))
+            .collect();
+        let mut ended = 0;
+        for id in ids {
+            if cluster.session_exists(&id).await == Some(false) {
+                self.clients.invalidate(&id).await;
+                ended += 1;
+            }
+        }
+        if ended > 0 {
+            warn!(
+                sessions = ended,
+                "sessions logged out elsewhere while this replica was not listening; ended"
+            );
+        }
+    }
+}
