@@ -145,6 +145,32 @@ async fn sessions_work_everywhere_and_end_everywhere() {
         .await;
     assert!(r.text().contains(ADMIN.0), "{}", r.text());
 
+    // The second replica adopted the session with its own vCenter sessions; when
+    // vCenter expires them, it logs in again with the shared record's password.
+    let query = every_service_query();
+    assert_eq!(envs[1].http.rest_list(&sid, &query).await.status, 200);
+    let opened = envs[0].upstream_sessions_opened();
+    for s in &envs[0].sims {
+        s.expire_sessions();
+    }
+    let r = envs[1]
+        .http
+        .call(
+            Method::GET,
+            &format!("/rest/cis/tasks?{query}"),
+            &[("vmware-api-session-id", &sid), ("cache-control", "no-cache")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let reopened: Vec<u64> = envs[0]
+        .upstream_sessions_opened()
+        .iter()
+        .zip(&opened)
+        .map(|(now, before)| now - before)
+        .collect();
+    assert_eq!(reopened, vec![1, 1], "one new vCenter session each, from the record");
+
     // Log out on the second: the first and third refuse it soon after.
     envs[1].http.try_logout(Family::Api, &sid).await.unwrap();
     let started = Instant::now();
