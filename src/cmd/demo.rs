@@ -89,6 +89,7 @@ pub fn instructions(proxy: SocketAddr, admin: SocketAddr, sims: &[SimHandle]) ->
 
 {backends}
   proxy         at http://{proxy}
+  web view      at http://{proxy}/ui/   (log in as {user} / {password}; the tasks move as the simulators' time runs)
   metrics       at http://{admin}/metrics
 
 Log in (the proxy logs in to all three vCenters once and pools the sessions):
@@ -103,6 +104,10 @@ The same question in the /api family (answers of another shape, cached apart):
   curl -s -H "vmware-api-session-id: $SID" -X POST 'http://{proxy}/api/cis/tasks?action=list' \
        -H 'content-type: application/json' \
        -d '{{"filter_spec":{{"services":["com.vmware.esx.settings.clusters.software"],"status":["FAILED","RUNNING"]}}}}' -D - | head -20
+
+Every vCenter's tasks with their vCenter named (vcproxy's own API), and the same live:
+  curl -s -H "vmware-api-session-id: $SID" 'http://{proxy}/vcproxy/v1/tasks?filter_spec.services=com.vmware.esx.settings.clusters.software&vcenter=vc1&vcenter=vc2'
+  curl -sN -H "vmware-api-session-id: $SID" 'http://{proxy}/vcproxy/v1/tasks/watch?filter_spec.services=com.vmware.esx.settings.clusters.software'
 
 A second user who may see only two services ({op}, password {op_pw}) gets a different answer:
   curl -s -X POST -u '{op}:{op_pw}' http://{proxy}/api/session

@@ -19,6 +19,7 @@ pub mod get_task;
 pub(crate) mod json;
 pub mod jsonrpc;
 pub mod merge;
+pub mod native;
 mod path;
 pub(crate) mod rest;
 

@@ -3,7 +3,9 @@
 //!
 //! A JSON-RPC answer is the cached value between a per-request head (which carries
 //! the request's id) and a fixed tail; sending the three as they are keeps the hit
-//! path free of a copy of the answer. Other answers are one buffer.
+//! path free of a copy of the answer. Other answers are one buffer. A watch stream
+//! (Server-Sent Events) is the one body of unknown length: its frames arrive
+//! through a channel.
 
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
@@ -16,6 +18,8 @@ pub struct Body {
     parts: [Bytes; 3],
     /// The next part to send.
     next: usize,
+    /// After the parts: frames sent until the sender is dropped.
+    stream: Option<tokio::sync::mpsc::Receiver<Bytes>>,
 }
 
 impl Body {
@@ -24,6 +28,15 @@ impl Body {
         Body {
             parts: [bytes, Bytes::new(), Bytes::new()],
             next: 0,
+            stream: None,
+        }
+    }
+
+    /// Frames as they come from `frames`, until its sender is dropped.
+    pub fn stream(frames: tokio::sync::mpsc::Receiver<Bytes>) -> Body {
+        Body {
+            stream: Some(frames),
+            ..Body::default()
         }
     }
 
@@ -32,6 +45,7 @@ impl Body {
         Body {
             parts: [head, value, tail],
             next: 0,
+            stream: None,
         }
     }
 
@@ -55,7 +69,7 @@ impl hyper::body::Body for Body {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         while self.next < 3 {
             let i = self.next;
@@ -65,15 +79,21 @@ impl hyper::body::Body for Body {
                 return Poll::Ready(Some(Ok(Frame::data(part))));
             }
         }
-        Poll::Ready(None)
+        match &mut self.stream {
+            Some(frames) => frames.poll_recv(cx).map(|f| f.map(|b| Ok(Frame::data(b)))),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.remaining() == 0
+        self.stream.is_none() && self.remaining() == 0
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining())
+        match self.stream {
+            Some(_) => SizeHint::default(),
+            None => SizeHint::with_exact(self.remaining()),
+        }
     }
 }
 

@@ -30,6 +30,7 @@ use tokio::task::{Id as TaskId, JoinError, JoinSet};
 use tracing::{debug, warn, Instrument};
 
 use super::answer::{server_timing, Answer};
+use super::failure::FailureBody;
 use super::failure::{pick_failure, UpstreamFailure};
 use super::metrics::Metrics;
 use super::owners::TaskOwners;
@@ -42,6 +43,7 @@ use crate::protocol::jsonrpc::{read_reply, Reply};
 use crate::protocol::merge::{
     merge_parsed_into, MergeOptions, ParsedBody, StreamParser, UpstreamBody,
 };
+use crate::protocol::native::{self, Outcome as NativeOutcome, VcenterPart};
 use crate::protocol::{Family, VapiError, JSON};
 use crate::upstream::session_service::session_header;
 use crate::upstream::{Backends, TransportError, UpstreamResponse, MAX_UPSTREAM_BODY};
@@ -67,6 +69,10 @@ impl From<&crate::config::Merge> for FanoutSettings {
         }
     }
 }
+
+/// One vCenter's part of a native answer: its answer read, or its failure's
+/// status and body.
+type EachOutcome = Result<(Bytes, ParsedBody), (u16, Bytes)>;
 
 /// What one vCenter's task returns: its answer, or its index and why it failed.
 type VcenterResult = Result<Answered, (usize, UpstreamFailure)>;
@@ -224,7 +230,10 @@ impl Fanout {
         if let Some(answer) = self.unserved(family) {
             return answer;
         }
-        let (results, out) = self.ask_all(principal, family, ask.clone(), trace).await;
+        let all: Vec<usize> = (0..self.backends.len()).collect();
+        let (results, out) = self
+            .ask_all(principal, family, ask.clone(), trace, &all)
+            .await;
         let mut gathered = Gathered::new(results);
         match self.verdict(&mut gathered) {
             Verdict::Merge { partial } => {
@@ -236,6 +245,75 @@ impl Fanout {
             }
             Verdict::Fail(failure) => failure.into_answer(family),
         }
+    }
+
+    /// The native API's answer (`/vcproxy/v1/tasks`): the vCenters `only` names
+    /// (by index; every one when `None`) asked at once, and each one's tasks or
+    /// failure reported on its own ([`crate::protocol::native`]). Only the task
+    /// limit fails the whole answer, as it fails a merge.
+    pub async fn each(
+        self: &Arc<Self>,
+        principal: Arc<Principal>,
+        ask: &Arc<Resolved>,
+        trace: Option<TraceContext>,
+        only: Option<&[usize]>,
+    ) -> Answer {
+        let family = ask.family;
+        let chosen: Vec<usize> = match only {
+            Some(o) => o.to_vec(),
+            None => (0..self.backends.len()).collect(),
+        };
+        let served: Vec<usize> = chosen
+            .iter()
+            .copied()
+            .filter(|&i| self.backends[i].serves(family))
+            .collect();
+        let (results, _) = self
+            .ask_all(principal, family, ask.clone(), trace, &served)
+            .await;
+        let failed_body = |f: &UpstreamFailure| -> (u16, Bytes) {
+            match &f.body {
+                FailureBody::Answer { status, body, .. } => (status.as_u16(), body.clone()),
+                FailureBody::Proxy(e) => (e.status().as_u16(), e.render(Family::Api)),
+            }
+        };
+        let mut outcomes: Vec<(usize, EachOutcome)> = results
+            .into_iter()
+            .map(|r| match r {
+                Ok(a) => (a.index, Ok((a.body, a.parsed))),
+                Err((i, f)) => (i, Err(failed_body(&f))),
+            })
+            .collect();
+        for &i in chosen.iter().filter(|i| !served.contains(i)) {
+            let e = VapiError::not_found(format!(
+                "vCenter {} does not serve the /{family} API family.",
+                self.backends[i].name()
+            ));
+            outcomes.push((i, Err((e.status().as_u16(), e.render(Family::Api)))));
+        }
+        outcomes.sort_by_key(|(i, _)| chosen.iter().position(|c| c == i));
+        let total: usize = outcomes
+            .iter()
+            .map(|(_, o)| o.as_ref().map_or(0, |(_, p)| p.len()))
+            .sum();
+        if let Some(max) = self.settings.merge.max_tasks.filter(|m| total > *m) {
+            let e = crate::protocol::merge::MergeError::TooMany { count: total, max };
+            return Answer::error(&e.to_vapi(), Family::Api);
+        }
+        let parts: Vec<VcenterPart<'_>> = outcomes
+            .iter()
+            .map(|(i, o)| VcenterPart {
+                name: self.backends[*i].name(),
+                outcome: match o {
+                    Ok((body, parsed)) => NativeOutcome::Answered { body, parsed },
+                    Err((status, body)) => NativeOutcome::Failed {
+                        status: *status,
+                        body,
+                    },
+                },
+            })
+            .collect();
+        Answer::json(StatusCode::OK, Bytes::from(native::render(&parts)))
     }
 
     /// Records which vCenter listed each task, off the answer's path.
@@ -274,15 +352,16 @@ impl Fanout {
         family: Family,
         ask: Arc<Resolved>,
         trace: Option<TraceContext>,
+        indices: &[usize],
     ) -> (Vec<VcenterResult>, Vec<u8>) {
-        let count = self.backends.len();
+        let count = indices.len();
         // One task per vCenter: reading a 1000-task answer is ~0.5 ms of CPU, and in
         // one task the answers of vCenters that land close together would be read
         // one after another; as tasks they are read on all worker threads at once.
         // The set aborts them if this fetch is dropped.
         let mut pending = JoinSet::new();
         let mut index_of = HashMap::with_capacity(count);
-        for i in 0..count {
+        for &i in indices {
             let (this, principal, ask) = (Arc::clone(self), principal.clone(), ask.clone());
             let task = async move { this.ask_and_read(&principal, i, family, &ask, trace).await };
             let handle = pending.spawn(task.in_current_span());

@@ -32,6 +32,7 @@ pub(crate) mod sessions;
 pub(crate) mod shared;
 mod state;
 pub(crate) mod stored;
+pub(crate) mod watch;
 
 pub use reload::{ReloadError, ReloadReport};
 pub use server::run;

@@ -84,6 +84,7 @@ pub async fn run(
     };
 
     proxy.ready.store(true, Ordering::SeqCst);
+    let closing = proxy.clone();
     let front = {
         let proxy = proxy.clone();
         listener::serve_reloadable(
@@ -100,6 +101,8 @@ pub async fn run(
             async move {
                 shutdown.await;
                 info!("shutting down: no new connections; finishing requests in flight");
+                // Watch streams never end by themselves: end them so connections drain.
+                closing.watches.close();
             },
         )
     };

@@ -58,6 +58,8 @@ pub struct Proxy {
     pub(super) listen: tokio::sync::watch::Sender<ServeOptions>,
     pub(super) ready: AtomicBool,
     pub(super) next_request_id: AtomicU64,
+    /// Watch streams, one hub per question watched.
+    pub(super) watches: super::watch::Watches,
     /// The configuration in force. Its lock also makes reloads take turns.
     pub(super) applied: tokio::sync::Mutex<Config>,
     /// Applies `[log]` at a reload; set by whoever installed the log subscriber.
@@ -155,6 +157,7 @@ impl Proxy {
             listen,
             ready: AtomicBool::new(false),
             next_request_id: AtomicU64::new(1),
+            watches: Default::default(),
             applied: tokio::sync::Mutex::new(config.clone()),
             log_control: OnceLock::new(),
         }))

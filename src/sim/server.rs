@@ -41,6 +41,9 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Request size limits.
     pub limits: Limits,
+    /// `(i, text)`: the i-th generated task's description (`default_message`) is
+    /// `text` instead: hostile text for testing how clients show task fields.
+    pub descriptions: Vec<(usize, String)>,
 }
 
 impl Default for SimConfig {
@@ -55,6 +58,7 @@ impl Default for SimConfig {
             tls_names: Vec::new(),
             faults: Faults::default(),
             limits: Limits::default(),
+            descriptions: Vec::new(),
         }
     }
 }
@@ -112,7 +116,15 @@ pub async fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<SimHa
         config.users.clone()
     };
     let state = Arc::new(SimState {
-        tasks: TaskSet::generate(config.tasks, config.seed),
+        tasks: {
+            let mut tasks = TaskSet::generate(config.tasks, config.seed);
+            for (i, text) in &config.descriptions {
+                if let Some(t) = tasks.tasks.get_mut(*i) {
+                    t.description.default_message.clone_from(text);
+                }
+            }
+            tasks
+        },
         clock: Clock::new(config.static_tasks),
         users,
         refused: Default::default(),

@@ -16,6 +16,8 @@
 //! * `jsonrpc`: the official SDK's protocol: sessions shared with REST, lists
 //!   forwarded in JSON-RPC and merged, Get Task, errors on HTTP 200.
 //! * `keepalive`: every body read before the answer, so pooled connections live.
+//! * `native`: vcproxy's own API: tasks with their vCenter named, per-vCenter
+//!   failures, the watch stream.
 //! * `observability`: the client's `traceparent` continued to the vCenters.
 //! * `reload`: a new configuration applied in place: vCenters, the cache, the
 //!   service account, the listener's certificate and limits, under load.
@@ -40,6 +42,7 @@ mod errors;
 mod get_task;
 mod jsonrpc;
 mod keepalive;
+mod native;
 mod observability;
 mod reload;
 mod sessions;

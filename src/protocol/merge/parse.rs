@@ -48,6 +48,18 @@ impl ParsedBody {
         })
     }
 
+    /// Each task's id and its Info's bytes, in order; `body` is the body this was
+    /// read from.
+    pub fn entries<'a>(&'a self, body: &'a [u8]) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        self.entries.iter().filter_map(move |l| {
+            let id = match &l.id {
+                IdAt::Span(r) => std::str::from_utf8(body.get(r.clone())?).ok()?,
+                IdAt::Decoded(s) => &**s,
+            };
+            Some((id, body.get(l.info.clone())?))
+        })
+    }
+
     /// How many tasks the body holds.
     pub fn len(&self) -> usize {
         self.entries.len()

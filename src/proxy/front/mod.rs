@@ -23,8 +23,10 @@
 
 mod access;
 mod jsonrpc;
+mod native;
 mod session;
 mod tasks;
+mod ui;
 
 use tasks::Fetching;
 
@@ -118,7 +120,7 @@ impl Reply {
 }
 
 pub(super) async fn handle(
-    proxy: &Proxy,
+    proxy: &Arc<Proxy>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -161,6 +163,12 @@ pub(super) async fn handle(
         match family {
             Some(Family::JsonRpc) => jsonrpc::serve(proxy, &generation, &parts, &body).await,
             Some(f) => rest(proxy, &generation, f, &parts, &body).await,
+            None if parts.uri.path().starts_with(native::PREFIX) => {
+                native::serve(proxy, &generation, &parts).await
+            }
+            None if parts.uri.path() == "/ui" || parts.uri.path().starts_with("/ui/") => {
+                ui::serve(proxy, &parts, &body).await
+            }
             None => (
                 "not_found",
                 plain_not_found(&parts.method, parts.uri.path()),

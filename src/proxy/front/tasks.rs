@@ -107,7 +107,12 @@ pub(super) async fn get(
 
 /// The answer for `key` from the cache, fetched (once, for every concurrent asker)
 /// when missing or stale.
-async fn cached<F, Fut>(how: &Fetching<'_>, family: Family, key: CacheKey, fetch: F) -> Reply
+pub(super) async fn cached<F, Fut>(
+    how: &Fetching<'_>,
+    family: Family,
+    key: CacheKey,
+    fetch: F,
+) -> Reply
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Answer> + Send + 'static,

@@ -1,0 +1,338 @@
+//! vcproxy's own API (`/vcproxy/v1/`): every task with its vCenter named, the
+//! vCenters chosen by name, each vCenter's failure reported on its own; and the
+//! watch stream: a snapshot, changes as simulated time advances, resuming with
+//! `Last-Event-ID`, and one upstream request per vCenter per TTL however many
+//! watch.
+
+use http::Method;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::common::{every_service_query, Env, Http};
+use super::{on_lists, three_static, ADMIN};
+use vcproxy::sim::Faults;
+use vcproxy::Family;
+
+fn tasks_path(extra: &str) -> String {
+    format!("/vcproxy/v1/tasks?{}{extra}", every_service_query())
+}
+
+/// (vcenter, task) pairs of a native answer.
+fn pairs(v: &Value) -> BTreeSet<(String, String)> {
+    v["tasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tasks in {v}"))
+        .iter()
+        .map(|t| {
+            (
+                t["vcenter"].as_str().unwrap().to_owned(),
+                t["task"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn expected(env: &Env, vcenters: &[usize]) -> BTreeSet<(String, String)> {
+    vcenters
+        .iter()
+        .flat_map(|&i| {
+            env.sims[i]
+                .task_ids()
+                .into_iter()
+                .map(move |t| (format!("vc{}", i + 1), t))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_names_its_vcenter_and_failures_stay_per_vcenter() {
+    let env = Env::start(three_static(), "", "").await;
+    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let h = [("vmware-api-session-id", sid.as_str())];
+
+    let r = env.http.call(Method::GET, &tasks_path(""), &h, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(pairs(&v), expected(&env, &[0, 1, 2]));
+    for (i, vc) in v["vcenters"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(vc["name"], format!("vc{}", i + 1));
+        assert_eq!(vc["ok"], true);
+        assert_eq!(vc["tasks"], env.sims[i].task_ids().len());
+    }
+    let again = env.http.call(Method::GET, &tasks_path(""), &h, None).await;
+    assert_eq!(again.cache(), "hit");
+    assert_eq!(env.upstream_lists(), vec![1, 1, 1]);
+
+    // Some vCenters, by name.
+    let some = env
+        .http
+        .call(
+            Method::GET,
+            &tasks_path("&vcenter=vc3&vcenter=vc1"),
+            &h,
+            None,
+        )
+        .await;
+    assert_eq!(pairs(&some.json()), expected(&env, &[0, 2]));
+    assert_eq!(env.upstream_lists(), vec![2, 1, 2]);
+    let unknown = env
+        .http
+        .call(Method::GET, &tasks_path("&vcenter=vc9"), &h, None)
+        .await;
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown
+            .text()
+            .contains("vcenter: there is no vCenter named"),
+        "{}",
+        unknown.text()
+    );
+
+    // A failing vCenter is reported, not fatal.
+    env.sims[1]
+        .set_faults(on_lists(Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        }))
+        .unwrap();
+    let r = env
+        .http
+        .call(
+            Method::GET,
+            &tasks_path(""),
+            &[
+                ("vmware-api-session-id", &sid),
+                ("cache-control", "no-cache"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(pairs(&v), expected(&env, &[0, 2]));
+    let vc2 = &v["vcenters"][1];
+    assert_eq!(
+        (vc2["name"].as_str(), vc2["ok"].as_bool()),
+        (Some("vc2"), Some(false))
+    );
+    assert_eq!(vc2["status"], 503);
+    assert!(vc2["error"].is_object(), "{vc2}");
+
+    // The web view's cookie authenticates too; nothing does without a session.
+    let by_cookie = env
+        .http
+        .call(
+            Method::GET,
+            "/vcproxy/v1/vcenters",
+            &[("cookie", &format!("theme=dark; vcproxy_ui={sid}"))],
+            None,
+        )
+        .await;
+    assert_eq!(
+        by_cookie.json()["vcenters"],
+        serde_json::json!(["vc1", "vc2", "vc3"])
+    );
+    let none = env.http.call(Method::GET, &tasks_path(""), &[], None).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json()["error_type"], "UNAUTHENTICATED");
+    env.stop().await;
+}
+
+/// One Server-Sent Events stream, read frame by frame.
+struct Stream {
+    body: hyper::body::Incoming,
+    buffer: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Event {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+impl Stream {
+    async fn open(http: &Http, path: &str, headers: &[(&str, &str)]) -> Stream {
+        let r = http
+            .send(http.request(Method::GET, path, headers, None))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        Stream {
+            body: r.into_body(),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next event (heartbeats skipped), within 10 s.
+    async fn next(&mut self) -> Event {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                    let frame: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                    let text = String::from_utf8(frame).unwrap();
+                    let (mut id, mut event, mut data) =
+                        (String::new(), String::new(), String::new());
+                    for line in text.lines() {
+                        if let Some(v) = line.strip_prefix("id: ") {
+                            id = v.into();
+                        } else if let Some(v) = line.strip_prefix("event: ") {
+                            event = v.into();
+                        } else if let Some(v) = line.strip_prefix("data: ") {
+                            data.push_str(v);
+                            data.push('\n');
+                        }
+                    }
+                    if event.is_empty() {
+                        continue; // a heartbeat
+                    }
+                    return Event {
+                        id,
+                        event,
+                        data: serde_json::from_str(&data).unwrap(),
+                    };
+                }
+                let frame = self.body.frame().await.expect("the stream ended").unwrap();
+                if let Ok(bytes) = frame.into_data() {
+                    self.buffer.extend_from_slice(&bytes);
+                }
+            }
+        })
+        .await
+        .expect("no event within 10 s")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_stream_sends_a_snapshot_then_changes_and_resumes() {
+    let env = Env::start(three_static(), "[cache]\nttl = \"200ms\"", "").await;
+    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let path = format!(
+        "/vcproxy/v1/tasks/watch?{}&vcenter=vc1",
+        every_service_query()
+    );
+    let mut s = Stream::open(&env.http, &path, &[("vmware-api-session-id", &sid)]).await;
+    let snapshot = s.next().await;
+    assert_eq!(snapshot.event, "snapshot");
+    assert_eq!(pairs(&snapshot.data), expected(&env, &[0]));
+    let status_of = |v: &Value| -> BTreeMap<String, String> {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["task"].as_str().unwrap().to_owned(),
+                    t["info"]["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let before = status_of(&snapshot.data);
+    let unfinished = before
+        .values()
+        .filter(|s| *s == "RUNNING" || *s == "PENDING" || *s == "BLOCKED")
+        .count();
+    assert!(unfinished > 0, "the simulator has tasks still to finish");
+
+    // Simulated days pass on vc1: every unfinished task changes.
+    env.sims[0].advance(Duration::from_secs(7 * 24 * 3600));
+    let mut changed = BTreeMap::new();
+    let mut last_id = String::new();
+    while changed.len() < unfinished {
+        let e = s.next().await;
+        assert_eq!(e.event, "task", "{e:?}");
+        assert_eq!(e.data["vcenter"], "vc1");
+        assert_eq!(e.data["change"], "changed");
+        let task = e.data["task"].as_str().unwrap().to_owned();
+        assert!(before.contains_key(&task));
+        changed.insert(task, e.data["info"]["status"].as_str().unwrap().to_owned());
+        last_id = e.id;
+    }
+    assert!(
+        changed.values().all(|s| s == "SUCCEEDED" || s == "FAILED"),
+        "{changed:?}"
+    );
+    drop(s);
+
+    // Reconnecting with Last-Event-ID resumes: no second snapshot.
+    let mut resumed = Stream::open(
+        &env.http,
+        &path,
+        &[("vmware-api-session-id", &sid), ("last-event-id", &last_id)],
+    )
+    .await;
+    let sims_before = env.upstream_lists();
+    // An unknown id (another hub's) gets a snapshot instead.
+    let mut fresh = Stream::open(
+        &env.http,
+        &path,
+        &[("vmware-api-session-id", &sid), ("last-event-id", "abc-1")],
+    )
+    .await;
+    assert_eq!(fresh.next().await.event, "snapshot");
+    // vc1's failure is an event too, on both streams.
+    env.sims[0]
+        .set_faults(on_lists(Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        }))
+        .unwrap();
+    let e = resumed.next().await;
+    assert_eq!(e.event, "vcenter", "{e:?}");
+    assert_eq!(
+        (e.data["name"].as_str(), e.data["ok"].as_bool()),
+        (Some("vc1"), Some(false))
+    );
+    assert_eq!(fresh.next().await.event, "vcenter");
+    assert!(env.upstream_lists()[0] > sims_before[0]);
+    assert_eq!(env.upstream_lists()[1..], [0, 0], "only vc1 was asked");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_watchers_cost_one_request_per_vcenter_per_ttl() {
+    let ttl = Duration::from_millis(500);
+    // Small answers: this is about requests upstream, not about bytes to clients.
+    let sims = (1..=3)
+        .map(|seed| super::common::sim_config(4, seed))
+        .collect();
+    let env = Env::start(
+        sims,
+        "[cache]\nttl = \"500ms\"\nstale_while_revalidate = \"0s\"",
+        "",
+    )
+    .await;
+    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let path = format!("/vcproxy/v1/tasks/watch?{}", every_service_query());
+    let started = std::time::Instant::now();
+    let mut streams = Vec::new();
+    for _ in 0..1000 {
+        let (http, path, sid) = (env.http.clone(), path.clone(), sid.clone());
+        streams.push(tokio::spawn(async move {
+            let mut s = Stream::open(&http, &path, &[("vmware-api-session-id", &sid)]).await;
+            let e = s.next().await;
+            assert_eq!(e.event, "snapshot");
+            s
+        }));
+    }
+    let mut open = Vec::new();
+    for s in streams {
+        open.push(s.await.unwrap());
+    }
+    tokio::time::sleep(3 * ttl).await;
+    let elapsed = started.elapsed();
+    let most = (elapsed.as_millis() / ttl.as_millis()) as u64 + 2;
+    for (i, n) in env.upstream_lists().into_iter().enumerate() {
+        assert!(
+            (1..=most).contains(&n),
+            "vc{}: {n} List Tasks requests for 1000 watchers over {elapsed:?} (TTL {ttl:?}, at most {most})",
+            i + 1
+        );
+    }
+    drop(open);
+    env.stop().await;
+}
