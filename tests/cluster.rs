@@ -158,7 +158,10 @@ async fn sessions_work_everywhere_and_end_everywhere() {
         .call(
             Method::GET,
             &format!("/rest/cis/tasks?{query}"),
-            &[("vmware-api-session-id", &sid), ("cache-control", "no-cache")],
+            &[
+                ("vmware-api-session-id", &sid),
+                ("cache-control", "no-cache"),
+            ],
             None,
         )
         .await;
@@ -169,7 +172,11 @@ async fn sessions_work_everywhere_and_end_everywhere() {
         .zip(&opened)
         .map(|(now, before)| now - before)
         .collect();
-    assert_eq!(reopened, vec![1, 1], "one new vCenter session each, from the record");
+    assert_eq!(
+        reopened,
+        vec![1, 1],
+        "one new vCenter session each, from the record"
+    );
 
     // Log out on the second: the first and third refuse it soon after.
     envs[1].http.try_logout(Family::Api, &sid).await.unwrap();
