@@ -46,6 +46,8 @@
 //!   versus the same waiters asking the task's vCenter directly.
 //! * **Session churn**: 200 clients (2 users) logging in, listing and logging out on
 //!   every poll: vCenter sessions opened per vCenter, proxy versus direct.
+//! * **Watch streams** (issue 17, `watch`): 1000 watchers of one question; how
+//!   long after simulated time advances every watcher has an event of it.
 //! * **Soak** (issue 16; only with `VCPROXY_BENCH_ONLY=soak`): 5 minutes
 //!   (`VCPROXY_SOAK_SECS`) of 40 clients in both users and all three protocols
 //!   against vcproxy in a child process, the simulators injecting every fault and
@@ -79,6 +81,7 @@ mod soak;
 mod stats;
 mod table;
 mod task_waiters;
+mod watch;
 mod wrk_nginx;
 
 use process::{proxy_child, runtime, sims_child, HIT_CHILD, PROXY_CHILD, SIMS_CHILD};
@@ -196,6 +199,10 @@ fn main() {
     if wanted("waiters") {
         eprintln!("== task waiters");
         rows.extend(rt.block_on(task_waiters::task_waiters(&settings)));
+    }
+    if wanted("watch") {
+        eprintln!("== watch streams");
+        rows.extend(rt.block_on(watch::watch(&settings)));
     }
     if wanted("churn") {
         eprintln!("== session churn");

@@ -38,8 +38,9 @@ const BROADCAST: usize = 1024;
 const QUEUE: usize = 16;
 /// A comment line this often keeps idle connections (and proxies) open.
 const HEARTBEAT: Duration = Duration::from_secs(15);
-/// The shortest pause between two refreshes of one hub.
-const MIN_REFRESH: Duration = Duration::from_millis(50);
+/// The shortest pause between two refreshes of one hub (against a busy loop when
+/// an answer comes back already stale).
+const MIN_REFRESH: Duration = Duration::from_millis(5);
 /// How long a hub outlives its last watcher, so that a client reconnecting (an
 /// `EventSource` retries after a few seconds) resumes instead of starting over.
 const LINGER: Duration = Duration::from_secs(30);

@@ -140,6 +140,7 @@
     stopWatch();
     state.user = null;
     state.csrf = null;
+    state.filter = null;
     clearTasks();
     show('app-view', false);
     show('conn', false);
@@ -350,6 +351,8 @@
 
   async function recover(q) {
     const r = await call('GET', `/vcproxy/v1/tasks?${q}`);
+    // Meanwhile another filter was applied, or the user logged out.
+    if (state.source !== null || !state.csrf || !state.filter || query(state.filter) !== q) return;
     if (r.status === 401) {
       showLogin(ENDED);
       return;
