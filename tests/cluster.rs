@@ -153,25 +153,33 @@ async fn sessions_work_everywhere_and_end_everywhere() {
     for s in &envs[0].sims {
         s.expire_sessions();
     }
-    let r = envs[1]
-        .http
-        .call(
-            Method::GET,
-            &format!("/rest/cis/tasks?{query}"),
-            &[
-                ("vmware-api-session-id", &sid),
-                ("cache-control", "no-cache"),
-            ],
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let reopened: Vec<u64> = envs[0]
-        .upstream_sessions_opened()
-        .iter()
-        .zip(&opened)
-        .map(|(now, before)| now - before)
-        .collect();
+    // A no-cache request that lands while the previous fetch is still releasing
+    // its lock joins that fetch; the next one fetches, with a new vCenter session.
+    let mut reopened = Vec::new();
+    for _ in 0..3 {
+        let r = envs[1]
+            .http
+            .call(
+                Method::GET,
+                &format!("/rest/cis/tasks?{query}"),
+                &[
+                    ("vmware-api-session-id", &sid),
+                    ("cache-control", "no-cache"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        reopened = envs[0]
+            .upstream_sessions_opened()
+            .iter()
+            .zip(&opened)
+            .map(|(now, before)| now - before)
+            .collect();
+        if reopened != [0, 0] {
+            break;
+        }
+    }
     assert_eq!(
         reopened,
         vec![1, 1],

@@ -48,7 +48,7 @@ fn memory_filter(ids: &[String], n: usize) -> RestQuery {
 }
 
 /// VmRSS and VmHWM of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
+pub(crate) fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status

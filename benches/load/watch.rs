@@ -1,7 +1,9 @@
 //! Watch streams: 1000 watchers of one question, simulated time advanced ten times
 //! a second; for each advance, the time until every watcher has received an event
-//! of it. The figure includes the wait for the hub's next refresh (at most one
-//! `cache.ttl`, 20 ms here) and the fetch; the target is 50 ms from the refresh.
+//! of it, from the advance (which includes the wait for the hub's next refresh, at
+//! most one `cache.ttl`, 20 ms here) and from the refresh that found it: the moment
+//! the first simulator counted that refresh's List Tasks request (so the fetch
+//! itself is counted too).
 
 use crate::table::Row;
 use crate::Settings;
@@ -35,6 +37,7 @@ pub async fn watch(s: &Settings) -> Vec<Row> {
             )
             .await?;
         let path = format!("/vcproxy/v1/tasks/watch?{}", every_service_query());
+        let rss_before = crate::memory::rss_kib(std::process::id()).0;
         let counters: Arc<Vec<AtomicU64>> =
             Arc::new((0..WATCHERS).map(|_| AtomicU64::new(0)).collect());
         let mut ready = Vec::new();
@@ -76,41 +79,49 @@ pub async fn watch(s: &Settings) -> Vec<Row> {
             r.await
                 .map_err(|_| "a watcher did not get its snapshot".to_owned())?;
         }
+        let rss_after = crate::memory::rss_kib(std::process::id()).0;
+        let per_watcher = rss_after.saturating_sub(rss_before) as f64 / WATCHERS as f64;
         let mut latencies = Vec::new();
         let mut spreads = Vec::new();
+        let lists_of = |env: &Env| -> u64 {
+            env.sims[0]
+                .stats()
+                .endpoint_total(vcproxy::sim::Endpoint::TasksList)
+        };
         let mut quiet = 0;
         for _ in 0..rounds {
             let before: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+            let lists_before = lists_of(&env);
             let t0 = Instant::now();
             for sim in &env.sims {
                 sim.advance(Duration::from_secs(3));
             }
-            let mut first = None;
+            let mut refresh = None;
             loop {
+                if refresh.is_none() && lists_of(&env) > lists_before {
+                    refresh = Some(t0.elapsed());
+                }
                 let got = counters
                     .iter()
                     .zip(&before)
                     .filter(|(c, b)| c.load(Ordering::Relaxed) > **b)
                     .count();
-                if got > 0 && first.is_none() {
-                    first = Some(t0.elapsed());
-                }
                 if got == WATCHERS {
                     let all = t0.elapsed();
                     latencies.push(all);
-                    spreads.push(all - first.unwrap_or(all));
+                    spreads.push(all.saturating_sub(refresh.unwrap_or_default()));
                     break;
                 }
                 if t0.elapsed() > Duration::from_secs(1) {
                     quiet += 1;
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                tokio::time::sleep(Duration::from_micros(250)).await;
             }
             let rest = Duration::from_millis(100).saturating_sub(t0.elapsed());
             tokio::time::sleep(rest).await;
         }
-        Ok::<_, String>((latencies, spreads, quiet))
+        Ok::<_, String>((latencies, spreads, quiet, per_watcher))
     }
     .await;
     let lists = env.upstream_lists();
@@ -118,7 +129,7 @@ pub async fn watch(s: &Settings) -> Vec<Row> {
     let at = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
     match result {
         Err(e) => vec![Row::failed(NAME, e, TARGET)],
-        Ok((mut l, mut spread, quiet)) if !l.is_empty() => {
+        Ok((mut l, mut spread, quiet, per_watcher)) if !l.is_empty() => {
             l.sort();
             spread.sort();
             let (p50, p99, max) = (at(&l, 0.5), at(&l, 0.99), at(&l, 1.0));
@@ -136,12 +147,20 @@ pub async fn watch(s: &Settings) -> Vec<Row> {
                     None,
                 ),
                 Row::new(
-                    "watch: first watcher -> all 1000 watchers",
+                    "watch: refresh (its List Tasks at vc1) -> event at all 1000 watchers",
                     format!("p50 {s50:.1} ms, p99 {s99:.1} ms"),
                     "",
                     "",
                     TARGET,
                     Some(s99 <= 50.0),
+                ),
+                Row::new(
+                    "watch: memory per watcher (client and server side, one process)",
+                    format!("{per_watcher:.1} KiB (RSS growth over 1000 open streams)"),
+                    "",
+                    "",
+                    "bounded",
+                    None,
                 ),
             ]
         }
