@@ -70,8 +70,12 @@ pub struct Hub {
     latest: watch::Sender<Option<(u64, Arc<Answer>)>>,
 }
 
-/// One SSE frame, ready to send.
+/// SSE frames ready to send: one event (in the history), or every event of one
+/// refresh written together (what is broadcast: one write per watcher per refresh,
+/// however many tasks changed).
 pub struct Frame {
+    /// The sequence numbers of the first and last event in `bytes`.
+    first: u64,
     seq: u64,
     bytes: Bytes,
 }
@@ -149,10 +153,7 @@ where
             if let Some(now) = Seen::of(&answer) {
                 // The first answer is every watcher's snapshot, not a change.
                 if last.is_some() {
-                    for (event, data) in seen.changes(&now) {
-                        seq += 1;
-                        h.publish(seq, event, &data);
-                    }
+                    seq = h.publish(seq, seen.changes(&now));
                 }
                 seen = now;
             }
@@ -164,18 +165,45 @@ where
 }
 
 impl Hub {
-    fn publish(&self, seq: u64, event: &str, data: &[u8]) {
-        let frame = Arc::new(Frame {
-            seq,
-            bytes: frame(&self.id(seq), event, data),
-        });
-        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        if history.len() == HISTORY {
-            history.pop_front();
+    /// Numbers `changes` after `seq`, keeps each in the history and broadcasts
+    /// them as one frame; returns the last sequence number.
+    fn publish(&self, mut seq: u64, changes: Vec<(&'static str, Vec<u8>)>) -> u64 {
+        if changes.is_empty() {
+            return seq;
         }
-        history.push_back(frame.clone());
+        let first = seq + 1;
+        let mut all = Vec::new();
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        for (event, data) in changes {
+            seq += 1;
+            let bytes = frame(&self.id(seq), event, &data);
+            all.extend_from_slice(&bytes);
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back(Arc::new(Frame {
+                first: seq,
+                seq,
+                bytes,
+            }));
+        }
         drop(history);
-        let _ = self.events.send(frame);
+        let _ = self.events.send(Arc::new(Frame {
+            first,
+            seq,
+            bytes: Bytes::from(all),
+        }));
+        seq
+    }
+
+    /// The events after `after` still in the history, as one write.
+    fn since(&self, after: u64) -> Bytes {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for f in history.iter().filter(|f| f.seq > after) {
+            out.extend_from_slice(&f.bytes);
+        }
+        Bytes::from(out)
     }
 
     fn id(&self, seq: u64) -> String {
@@ -214,9 +242,15 @@ impl Hub {
                 let sent = tokio::select! {
                     e = events.recv() => match e {
                         Ok(f) if f.seq <= after => Ok(()),
-                        Ok(f) => {
+                        Ok(f) if f.first > after => {
                             after = f.seq;
                             tx.send(f.bytes.clone()).await
+                        }
+                        // Part of it was sent already (a resume raced it).
+                        Ok(f) => {
+                            let rest = hub.since(after);
+                            after = f.seq;
+                            tx.send(rest).await
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             events = hub.events.subscribe();

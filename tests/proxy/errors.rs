@@ -185,7 +185,7 @@ async fn unknown_paths_are_404_and_nothing_is_sent_upstream() {
         let got = v.get("type").or_else(|| v.get("error_type")).unwrap();
         assert_eq!(got, error, "{method} {path}");
     }
-    for path in ["/", "/metrics", "/sdk", "/ui/"] {
+    for path in ["/", "/metrics", "/sdk", "/uix", "/vcproxy/v2/tasks"] {
         let r = env.http.call(Method::GET, path, &[], None).await;
         assert_eq!(r.status, 404, "{path}");
     }

@@ -56,7 +56,7 @@ pub(super) async fn serve(
     };
     if parts.method != Method::GET {
         let e = VapiError::new(
-            crate::ErrorKind::OperationNotFound,
+            crate::protocol::ErrorKind::OperationNotFound,
             "vcproxy.method_not_allowed",
             format!("{path} answers GET only."),
         );
