@@ -66,6 +66,16 @@ where
     }
 }
 
+/// A `/rest` List Tasks with `Cache-Control: no-cache`: fetched now.
+async fn refetch(env: &Env, sid: &str, query: &str) -> vcproxy_testkit::Resp {
+    let path = format!("/rest/cis/tasks?{query}");
+    let headers = [
+        ("vmware-api-session-id", sid),
+        ("cache-control", "no-cache"),
+    ];
+    env.http.call(Method::GET, &path, &headers, None).await
+}
+
 async fn stop_all(envs: Vec<Env>) {
     for env in envs.into_iter().rev() {
         env.stop().await;
@@ -157,18 +167,7 @@ async fn sessions_work_everywhere_and_end_everywhere() {
     // its lock joins that fetch; the next one fetches, with a new vCenter session.
     let mut reopened = Vec::new();
     for _ in 0..3 {
-        let r = envs[1]
-            .http
-            .call(
-                Method::GET,
-                &format!("/rest/cis/tasks?{query}"),
-                &[
-                    ("vmware-api-session-id", &sid),
-                    ("cache-control", "no-cache"),
-                ],
-                None,
-            )
-            .await;
+        let r = refetch(&envs[1], &sid, &query).await;
         assert_eq!(r.status, 200, "{}", r.text());
         reopened = envs[0]
             .upstream_sessions_opened()
@@ -270,18 +269,7 @@ async fn a_frozen_redis_leaves_every_replica_serving() {
     for env in &envs[..2] {
         // Cached, and fetched again (no-cache): answers, each Redis call bounded.
         assert_eq!(env.http.rest_list(&sid, &query).await.status, 200);
-        let r = env
-            .http
-            .call(
-                Method::GET,
-                &format!("/rest/cis/tasks?{query}"),
-                &[
-                    ("vmware-api-session-id", &sid),
-                    ("cache-control", "no-cache"),
-                ],
-                None,
-            )
-            .await;
+        let r = refetch(env, &sid, &query).await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     // A new log-in works on the replica it was made on.

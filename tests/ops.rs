@@ -115,6 +115,24 @@ struct Served {
 }
 
 impl Served {
+    /// `vcproxy serve --config config`, systemd's socket in NOTIFY_SOCKET, its
+    /// output into `dir/vcproxy.log`.
+    fn start(config: &Path, notify_socket: &Path, dir: &Path) -> Served {
+        let log = dir.join("vcproxy.log");
+        let log_file = File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("NOTIFY_SOCKET", notify_socket)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("start vcproxy serve");
+        Served { child, log }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -194,21 +212,7 @@ async fn readiness_reaches_notify_socket() {
     let socket_path = dir.join("notify.sock");
     let _ = std::fs::remove_file(&socket_path);
     let socket = tokio::net::UnixDatagram::bind(&socket_path).expect("bind NOTIFY_SOCKET");
-
-    let log = dir.join("vcproxy.log");
-    let log_file = File::create(&log).unwrap();
-    let child = Command::new(BIN)
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .expect("start vcproxy serve");
-    let mut served = Served { child, log };
+    let mut served = Served::start(&config, &socket_path, &dir);
 
     let before_ready = until(&socket, "READY=1", Duration::from_secs(20), &served).await;
     assert!(
@@ -333,19 +337,7 @@ async fn sighup_reloads_in_place() {
     let socket_path = dir.join("notify.sock");
     let _ = std::fs::remove_file(&socket_path);
     let socket = tokio::net::UnixDatagram::bind(&socket_path).expect("bind NOTIFY_SOCKET");
-    let log = dir.join("vcproxy.log");
-    let log_file = File::create(&log).unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .expect("start vcproxy serve");
-    let mut served = Served { child, log };
+    let mut served = Served::start(&config, &socket_path, &dir);
     until(&socket, "READY=1", Duration::from_secs(20), &served).await;
     let pid = served.child.id().to_string();
     let hup = || {

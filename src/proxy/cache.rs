@@ -314,10 +314,16 @@ impl ResponseCache {
                 inflight: &this.inflight,
                 key: &key,
             };
+            // The key as the shared level names it, made once per fetch.
+            let material = this
+                .shared
+                .as_ref()
+                .map(|_| key.material())
+                .unwrap_or_default();
             let (answer, origin) = match &this.shared {
                 Some(shared) => {
                     let fresh = |a: &Answer| this.fresh_for(a, Instant::now()) > Duration::ZERO;
-                    shared.answer(&key.material(), force, fresh, fut).await
+                    shared.answer(&material, force, fresh, fut).await
                 }
                 None => (fut.await, Origin::Fetched(None)),
             };
@@ -350,7 +356,7 @@ impl ResponseCache {
             let fetched_here = matches!(origin, Origin::Fetched(_));
             if let (Some(shared), Origin::Fetched(lock)) = (&this.shared, origin) {
                 if let Some(ttl) = this.shared_ttl(policy, &entry) {
-                    shared.store(&key.material(), &entry, ttl).await;
+                    shared.store(&material, &entry, ttl).await;
                 }
                 if let Some(lock) = lock {
                     shared.release(lock).await;
@@ -373,7 +379,7 @@ impl ResponseCache {
                     .await;
                 if let (Some(shared), true) = (&this.shared, fetched_here) {
                     if let Some(ttl) = this.shared_ttl(policy, &encoded) {
-                        shared.store(&key.material(), &encoded, ttl).await;
+                        shared.store(&material, &encoded, ttl).await;
                     }
                 }
             }

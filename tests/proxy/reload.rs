@@ -328,7 +328,8 @@ async fn request_limits_apply_from_the_reload_on() {
     );
     assert_eq!(env.http.api_list(&sid, &body).await.status, 200);
 
-    let head = "[listen]\naddr = \"127.0.0.1:0\"\nmax_body_bytes = \"1KiB\"\n[admin]\naddr = \"127.0.0.2:0\"\n";
+    let head = "[listen]\naddr = \"127.0.0.1:0\"\nmax_body_bytes = \"1KiB\"\nmax_connections = 1\n\
+                [admin]\naddr = \"127.0.0.2:0\"\n";
     std::fs::write(
         &path,
         format!(
@@ -344,9 +345,24 @@ async fn request_limits_apply_from_the_reload_on() {
             .any(|c| c == "listen: request limits"),
         "{report}"
     );
+    assert!(
+        changed(&report)
+            .iter()
+            .any(|c| c == "listen: connection limits and timeouts for new connections"),
+        "{report}"
+    );
     let r = env.http.api_list(&sid, &body).await;
     assert_eq!(r.status, 400);
     assert!(r.text().contains("1024 bytes"), "{}", r.text());
+    // One connection open (this client's, kept alive) is now every slot there is.
+    assert_eq!(env.http.whoami(Family::Api, &sid).await.status, 200);
+    let ready = env.admin.call(Method::GET, "/readyz", &[], None).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert!(
+        ready.text().contains("all 1 client connections"),
+        "{}",
+        ready.text()
+    );
     env.stop().await;
 }
 
