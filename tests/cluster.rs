@@ -293,6 +293,54 @@ async fn a_frozen_redis_leaves_every_replica_serving() {
     stop_all(envs).await;
 }
 
+/// Redis restarted empty (killed, not frozen): no replica ends its sessions for
+/// want of their records; the replicas holding a session store its record again,
+/// so a replica that never saw it adopts it, and a log-out still ends it everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_ends_no_session() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let sims = start_sims(vec![sim_config(10, 1), sim_config(10, 2)]).await;
+    let envs = replicas(&redis, sims, "cluster-restart", "").await;
+    let sid = envs[0].http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    assert_eq!(envs[1].http.whoami(Family::Rest, &sid).await.status, 200);
+
+    redis.restart();
+    assert!(redis.dump().await.is_empty(), "the new server starts empty");
+    // The third replica never saw the session: it can adopt it only once a replica
+    // holding it has stored its record again (after its subscriber reconnected).
+    wait_until("the session is adopted after the restart", || async {
+        envs[2].http.whoami(Family::Rest, &sid).await.status == 200
+    })
+    .await;
+    for env in &envs[..2] {
+        let r = env.http.whoami(Family::Rest, &sid).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let query = every_service_query();
+    assert_eq!(envs[1].http.rest_list(&sid, &query).await.status, 200);
+
+    // A log-out after the restart ends it on every replica.
+    let out = envs[2]
+        .http
+        .call(
+            Method::DELETE,
+            "/rest/com/vmware/cis/session",
+            &[("vmware-api-session-id", &sid)],
+            None,
+        )
+        .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    for env in &envs[..2] {
+        wait_until("the log-out reaches the replica", || async {
+            env.http.whoami(Family::Rest, &sid).await.status == 401
+        })
+        .await;
+    }
+    stop_all(envs).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_redis_makes_readyz_follow_it() {
     let Some(redis) = Redis::start() else { return };

@@ -48,10 +48,13 @@
 //!   that died (its lock expired with no `d:` token: the waiter gives up at once
 //!   and fetches itself). A guard dropped without release deletes its lock in a
 //!   spawned task (best effort; otherwise `PX` expires it), so waiters stop waiting.
-//! * **Sessions**: [`Cluster::delete_session`] deletes the record and publishes
-//!   its handle on `logout`; every replica's subscriber hands it to
-//!   [`Cluster::revocations`] within a round trip. After the subscriber
-//!   reconnects it sends [`Revocation::Resync`]: messages may have been missed.
+//! * **Sessions**: [`Cluster::delete_session`] replaces the record by a
+//!   revocation mark and publishes its handle on `logout`; every replica's
+//!   subscriber hands it to [`Cluster::revocations`] within a round trip. After
+//!   the subscriber reconnects it sends [`Revocation::Resync`]: messages may have
+//!   been missed, and [`Cluster::session_state`] tells a session logged out
+//!   meanwhile (the mark) from one whose record Redis lost (nothing: a restarted
+//!   Redis), which the replicas holding it store again.
 //!
 //! # Redis down or slow
 //!
@@ -393,6 +396,9 @@ impl Cluster {
             .query::<Option<Vec<u8>>>(cmd("GET", &name))
             .await
             .ok()??;
+        if sealed == REVOKED {
+            return None;
+        }
         let plain = inner.keys.open_session(id, name.as_bytes(), &sealed);
         if plain.is_none() {
             inner.decrypt_failed(&inner.warned_session, "a session record");
@@ -408,14 +414,22 @@ impl Cluster {
         let _ = inner.store.query::<i64>(expire).await;
     }
 
-    /// Deletes the session and publishes its handle on the logout channel: every
-    /// replica's [`Cluster::revocations`] hears it.
-    pub async fn delete_session(&self, id: &str) {
+    /// Replaces the session's record by a revocation mark kept for `ttl` (the
+    /// longest another replica may still hold the session unused), and publishes
+    /// the session's handle on the logout channel: every replica's
+    /// [`Cluster::revocations`] hears it. The mark is what tells a replica that
+    /// missed the message (its subscription was down) that the session ended,
+    /// where a missing record only says Redis does not have it (a restarted Redis
+    /// has none).
+    pub async fn delete_session(&self, id: &str, ttl: Duration) {
         let inner = &self.inner;
         let handle = inner.keys.session_handle(id);
         let mut pipe = redis::pipe();
-        pipe.cmd("DEL")
+        pipe.cmd("SET")
             .arg(inner.session_key_for(&handle))
+            .arg(REVOKED)
+            .arg("PX")
+            .arg(millis(ttl))
             .ignore()
             .cmd("PUBLISH")
             .arg(&inner.logout_channel)
@@ -439,15 +453,19 @@ impl Cluster {
         self.inner.keys.session_handle(id)
     }
 
-    /// Whether the session's record exists; `None` when Redis can't say.
-    pub async fn session_exists(&self, id: &str) -> Option<bool> {
+    /// What Redis holds for the session; `None` when Redis can't say.
+    pub async fn session_state(&self, id: &str) -> Option<SessionState> {
         let inner = &self.inner;
-        let n: i64 = inner
+        let value: Option<Vec<u8>> = inner
             .store
-            .query(cmd("EXISTS", &inner.session_key(id)))
+            .query(cmd("GET", &inner.session_key(id)))
             .await
             .ok()?;
-        Some(n > 0)
+        Some(match value {
+            None => SessionState::Absent,
+            Some(v) if v == REVOKED => SessionState::Revoked,
+            Some(_) => SessionState::Live,
+        })
     }
 
     #[cfg(test)]
@@ -455,6 +473,21 @@ impl Cluster {
         &self.inner
     }
 }
+
+/// What Redis holds for a session ([`Cluster::session_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Its record: the session lives.
+    Live,
+    /// The mark a log-out leaves: the session ended.
+    Revoked,
+    /// Nothing: never shared, expired unused, or lost with Redis's data.
+    Absent,
+}
+
+/// The value a log-out leaves under a session's name. Shorter than any sealed
+/// record (nonce and tag alone are 28 bytes), so never mistaken for one.
+const REVOKED: &[u8] = b"revoked";
 
 impl Drop for Cluster {
     fn drop(&mut self) {

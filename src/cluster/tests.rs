@@ -635,13 +635,13 @@ async fn sessions_round_trip_under_a_handle_and_sealed_by_the_id() {
     up(&cluster).await;
     up(&other).await;
     let id = "b1946ac92492d2347c6235b4d2611184";
-    assert_eq!(cluster.session_exists(id).await, Some(false));
+    assert_eq!(cluster.session_state(id).await, Some(SessionState::Absent));
     cluster.put_session(id, b"user=alice", TTL).await;
     assert_eq!(
         other.get_session(id).await.as_deref(),
         Some(&b"user=alice"[..])
     );
-    assert_eq!(other.session_exists(id).await, Some(true));
+    assert_eq!(other.session_state(id).await, Some(SessionState::Live));
 
     let handle = cluster.session_handle(id);
     assert!(!contains(&handle, id.as_bytes()));
@@ -687,9 +687,12 @@ async fn sessions_round_trip_under_a_handle_and_sealed_by_the_id() {
         .unwrap();
     assert!(pttl > 60_000, "pttl {pttl}");
 
-    cluster.delete_session(id).await;
+    cluster.delete_session(id, TTL).await;
+    // A log-out leaves its mark, which reads as no record (and no warning of a
+    // record that does not open), but is told apart from a record Redis lost.
     assert_eq!(other.get_session(id).await, None);
-    assert_eq!(other.session_exists(id).await, Some(false));
+    assert_eq!(other.session_state(id).await, Some(SessionState::Revoked));
+    assert!(!other.inner().warned_session.load(Ordering::Relaxed));
 }
 
 #[tokio::test]
@@ -704,7 +707,7 @@ async fn a_logout_reaches_another_replica_within_a_second() {
     let id = "5d41402abc4b2a76b9719d911017c592";
     a.put_session(id, b"user=bob", TTL).await;
     let mut revocations = b.revocations();
-    a.delete_session(id).await;
+    a.delete_session(id, TTL).await;
     let got = tokio::time::timeout(Duration::from_secs(1), revocations.recv())
         .await
         .expect("the revocation arrives within 1 s")
@@ -753,7 +756,7 @@ async fn the_subscriber_pings_an_idle_connection_and_resyncs_after_a_freeze() {
     // subscription stays.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(*b.inner().subscribed.borrow());
-    a.delete_session("sid").await;
+    a.delete_session("sid", TTL).await;
     let got = tokio::time::timeout(Duration::from_secs(5), revocations.recv())
         .await
         .unwrap()
@@ -872,7 +875,7 @@ async fn start_never_waits_for_redis_and_joins_when_it_appears() {
             .unwrap()
     );
     assert_eq!(
-        tokio::time::timeout(bound, cluster.session_exists("x"))
+        tokio::time::timeout(bound, cluster.session_state("x"))
             .await
             .unwrap(),
         None
@@ -935,8 +938,8 @@ async fn the_documented_acl_is_enough_and_confines_the_prefix() {
     a.put_session("sid", b"r", TTL).await;
     a.touch_session("sid", TTL).await;
     assert_eq!(b.get_session("sid").await.as_deref(), Some(&b"r"[..]));
-    assert_eq!(b.session_exists("sid").await, Some(true));
-    a.delete_session("sid").await;
+    assert_eq!(b.session_state("sid").await, Some(SessionState::Live));
+    a.delete_session("sid", TTL).await;
     let got = tokio::time::timeout(Duration::from_secs(5), revocations.recv())
         .await
         .unwrap()
@@ -1081,8 +1084,8 @@ async fn the_cluster_and_its_futures_are_send_and_sync() {
     send(cluster.put_session("id", b"r", TTL));
     send(cluster.get_session("id"));
     send(cluster.touch_session("id", TTL));
-    send(cluster.delete_session("id"));
-    send(cluster.session_exists("id"));
+    send(cluster.delete_session("id", TTL));
+    send(cluster.session_state("id"));
     let guard: Option<LockGuard> = None;
     if let Some(guard) = guard {
         send(guard.release(&cluster));

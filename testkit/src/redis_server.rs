@@ -31,23 +31,16 @@ impl Redis {
         }
         let port = crate::free_port();
         let dir = crate::temp_dir(&format!("redis-{port}"));
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not listen on {port} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = spawn(port, &dir);
         Some(Redis { child, port, dir })
+    }
+
+    /// Kills the server and starts a new one on the same port: empty, as a
+    /// restarted Redis without persistence comes back.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.port, &self.dir);
     }
 
     pub fn url(&self) -> String {
@@ -93,6 +86,27 @@ impl Redis {
         }
         out
     }
+}
+
+/// `redis-server` on `port`, without persistence, once it listens.
+fn spawn(port: u16, dir: &std::path::Path) -> Child {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not listen on {port} within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 impl Drop for Redis {

@@ -7,9 +7,12 @@
 //! adopts the session: the same user, its own pooled vCenter sessions (logged in
 //! with the record's password in passthrough mode, the service account's
 //! otherwise). Use extends the record's life, at most every eighth of the idle
-//! timeout per replica. A log-out deletes it and publishes its handle; every
-//! replica drops its copy when the handle arrives, and after its subscription was
-//! interrupted it asks Redis about each shared session it holds.
+//! timeout per replica. A log-out replaces it by a revocation mark and publishes
+//! its handle; every replica drops its copy when the handle arrives. After its
+//! subscription was interrupted a replica asks Redis about each shared session it
+//! holds: marked ones end (their log-out message was missed), and records Redis
+//! no longer has (a restart without persistence) are stored again, since the
+//! session still lives here.
 //!
 //! With Redis unreachable, replicas keep the sessions they have already seen.
 
@@ -20,10 +23,15 @@ use tracing::{debug, info, warn};
 
 use super::{ClientSession, Sessions};
 use crate::auth::{AuthMode, Secret};
-use crate::cluster::{Cluster, Revocation};
+use crate::cluster::{Cluster, Revocation, SessionState};
 use crate::net::untrusted::Untrusted;
 use crate::protocol::Family;
 use crate::proxy::stored::SessionRecord;
+
+/// The first and the longest pause between attempts to resynchronize sessions
+/// with a Redis that does not answer.
+const RESYNC_RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const RESYNC_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A shared session's handle in the cluster, and when this replica last
 /// extended its life there.
@@ -112,8 +120,9 @@ impl Sessions {
         let Some(cluster) = &self.cluster else {
             return false;
         };
-        let existed = cluster.session_exists(id).await == Some(true);
-        cluster.delete_session(id).await;
+        let existed = cluster.session_state(id).await == Some(SessionState::Live);
+        let ttl = self.current().settings.client_idle;
+        cluster.delete_session(id, ttl).await;
         existed
     }
 
@@ -155,7 +164,17 @@ impl Sessions {
                 Ok(Revocation::Handle(handle)) => self.revoke(|mark| mark.handle == handle).await,
                 Ok(Revocation::Resync)
                 | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    self.resync(&cluster).await
+                    // Right after a reconnection Redis may not answer yet (the
+                    // command connection learns of a restart on its next command):
+                    // until it has answered for every session, again, backing off.
+                    let mut pause = RESYNC_RETRY_MIN;
+                    while !self.resync(&cluster).await {
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => {}
+                            () = &mut stop => return,
+                        }
+                        pause = (pause * 2).min(RESYNC_RETRY_MAX);
+                    }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
@@ -183,18 +202,30 @@ impl Sessions {
 
     /// After an interruption: asks the cluster about every shared session held
     /// here, and ends those it no longer has.
-    async fn resync(&self, cluster: &Cluster) {
-        let ids: Vec<Arc<str>> = self
+    /// `false` when Redis could not say for some session (that one is tried again).
+    async fn resync(&self, cluster: &Cluster) -> bool {
+        let held: Vec<(Arc<str>, Arc<ClientSession>)> = self
             .clients
             .iter()
             .filter(|(_, s)| s.shared.is_some())
-            .map(|(id, _)| Arc::clone(&*id))
+            .map(|(id, s)| (Arc::clone(&*id), s))
             .collect();
-        let mut ended = 0;
-        for id in ids {
-            if cluster.session_exists(&id).await == Some(false) {
-                self.clients.invalidate(&id).await;
-                ended += 1;
+        let (mut ended, mut restored, mut complete) = (0, 0, true);
+        for (id, session) in held {
+            match cluster.session_state(&id).await {
+                Some(SessionState::Revoked) => {
+                    self.clients.invalidate(&id).await;
+                    ended += 1;
+                }
+                // Redis lost it (restarted empty, or evicted it): the session
+                // lives here, so its record goes back for the other replicas.
+                Some(SessionState::Absent) => {
+                    if self.republish(&id, &session).await {
+                        restored += 1;
+                    }
+                }
+                Some(SessionState::Live) => {}
+                None => complete = false,
             }
         }
         if ended > 0 {
@@ -203,5 +234,27 @@ impl Sessions {
                 "sessions logged out elsewhere while this replica was not listening; ended"
             );
         }
+        if restored > 0 {
+            warn!(
+                sessions = restored,
+                "Redis had lost the records of sessions held here; stored them again"
+            );
+        }
+        complete
+    }
+
+    /// Stores a held session's record again; `false` when its password is no
+    /// longer held (passthrough: the principal has no client sessions left).
+    async fn republish(&self, id: &str, session: &ClientSession) -> bool {
+        let password = match &self.current().mode {
+            AuthMode::Passthrough => match &*super::lock(&session.principal.password) {
+                Some(p) => p.expose().to_owned(),
+                None => return false,
+            },
+            AuthMode::ServiceAccount(_) => String::new(),
+        };
+        self.publish(id, &session.user, &password, session.created)
+            .await;
+        true
     }
 }
