@@ -5,28 +5,7 @@
 
 use http::Method;
 use vcproxy::Family;
-use vcproxy_testkit::{sim_config, Env, ADMIN};
-
-/// Collects everything the proxy (and simulators) log, at every level.
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
+use vcproxy_testkit::{sim_config, Env, LogBuffer, ADMIN};
 
 fn three_static() -> Vec<vcproxy::sim::SimConfig> {
     vec![sim_config(120, 1), sim_config(90, 2), sim_config(60, 3)]
@@ -79,7 +58,7 @@ async fn hostile_names_cannot_forge_log_lines_or_reach_a_terminal() {
         env.stop().await;
         drop(_guard);
 
-        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let text = logs.text();
         assert!(
             text.contains("mallory"),
             "the refused log-ins were logged (json: {json}): {text}"
@@ -141,7 +120,7 @@ async fn the_access_log_has_one_line_per_request_and_no_secret() {
         env.stop().await;
         drop(_guard);
 
-        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let text = logs.text();
         assert!(!text.contains(&sid), "the session id reached the log");
         assert!(!text.contains(ADMIN.1), "the password reached the log");
         let lines: Vec<serde_json::Value> = text

@@ -23,6 +23,7 @@
 mod client;
 mod env;
 mod local;
+mod logs;
 mod proxy;
 mod queries;
 mod redis_server;
@@ -33,6 +34,7 @@ pub mod typed;
 pub use client::{basic, Http, Resp, SESSION};
 pub use env::{config, config_toml, parse_config, Env, LISTEN};
 pub use local::{free_port, roots, temp_dir};
+pub use logs::LogBuffer;
 pub use proxy::{bind_proxy, BoundProxy};
 pub use queries::{every_service_query, rest_keys, ten_encodings, RestQuery};
 pub use redis_server::Redis;

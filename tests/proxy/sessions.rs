@@ -1,7 +1,7 @@
 //! Sessions: client logins over pooled vCenter sessions, renewal, idle expiry,
 //! service-account mode, and secrets kept out of the logs.
 
-use crate::common::{self, Env, ADMIN};
+use crate::common::{self, Env, LogBuffer, ADMIN};
 use crate::{logged_in, svc_query, three_static, SVC};
 use http::Method;
 use std::time::Duration;
@@ -215,27 +215,6 @@ async fn idle_backend_sessions_close_after_the_timeout() {
     env.stop().await;
 }
 
-/// Collects everything the proxy (and simulators) log, at every level.
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// One thread, so the test's subscriber sees every task's events.
 #[tokio::test(flavor = "current_thread")]
 async fn session_ids_and_passwords_never_reach_the_logs() {
@@ -278,7 +257,7 @@ async fn session_ids_and_passwords_never_reach_the_logs() {
     );
     env.stop().await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         text.contains("opened vCenter session"),
         "logs were captured: {text}"
