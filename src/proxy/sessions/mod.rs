@@ -29,16 +29,22 @@
 //! passthrough users (on their next request, with the password held for their live
 //! sessions) and at once by the service account.
 
+mod credentials;
+mod principal;
+mod reload;
 mod shared;
+
+use credentials::new_session_id;
+pub use credentials::Credentials;
+pub use principal::Principal;
+use principal::{client_session_ended, slot, Slot};
 
 use crate::net::untrusted::Untrusted;
 use futures_util::future::join_all;
-use http::header::HeaderValue;
 use http::StatusCode;
 use moka::future::Cache;
-use moka::notification::RemovalCause;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info, warn};
@@ -48,7 +54,7 @@ use super::metrics::Metrics;
 use crate::auth::{AuthMode, Secret, ServiceAccount};
 use crate::protocol::{Family, VapiError};
 use crate::upstream::session_service::{self, LoginError as BackendLoginError};
-use crate::upstream::{Backend, BackendId, Backends};
+use crate::upstream::{Backend, Backends};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionSettings {
@@ -67,80 +73,6 @@ impl From<&crate::config::Auth> for SessionSettings {
             backend_idle: auth.backend_idle_timeout,
             verify_interval: auth.verify_interval,
         }
-    }
-}
-
-/// Whose tasks a client sees, and the vCenter sessions that fetch them.
-pub struct Principal {
-    /// The vCenter user name (the service account's in that mode).
-    pub user: Arc<str>,
-    /// Held only while client sessions exist (or always, for the service account).
-    password: Mutex<Option<Secret>>,
-    /// The open vCenter sessions, each with the vCenter it belongs to (so it can be
-    /// logged out after a reload removed that vCenter). The async lock serializes
-    /// logins, so concurrent first logins by one user open one session per vCenter,
-    /// not many.
-    backends: tokio::sync::Mutex<Vec<Slot>>,
-    clients: AtomicUsize,
-    last_used: Mutex<Instant>,
-    /// When a vCenter last accepted this principal's credentials.
-    verified: Mutex<Instant>,
-    keep_password: bool,
-}
-
-/// One open vCenter session.
-struct Slot {
-    backend: Backend,
-    session: Secret,
-}
-
-/// The session for `id` among `slots`.
-fn slot(slots: &mut [Slot], id: BackendId) -> Option<&mut Slot> {
-    slots.iter_mut().find(|s| s.backend.id == id)
-}
-
-impl Principal {
-    fn new(user: &str, keep_password: bool) -> Principal {
-        Principal {
-            user: user.into(),
-            password: Mutex::new(None),
-            backends: tokio::sync::Mutex::new(Vec::new()),
-            clients: AtomicUsize::new(0),
-            last_used: Mutex::new(Instant::now()),
-            verified: Mutex::new(Instant::now()),
-            keep_password,
-        }
-    }
-
-    fn touch(&self) {
-        *lock(&self.last_used) = Instant::now();
-    }
-
-    /// The vCenter session for backend `id`, if one is open.
-    pub async fn backend_session(&self, id: BackendId) -> Option<Secret> {
-        let slots = self.backends.lock().await;
-        slots
-            .iter()
-            .find(|s| s.backend.id == id)
-            .map(|s| s.session.clone())
-    }
-
-    /// Takes the sessions of the vCenters `keep` rejects out of the pool.
-    async fn take_sessions(&self, keep: impl Fn(&Backend) -> bool) -> Vec<Slot> {
-        let mut slots = self.backends.lock().await;
-        let (kept, taken) = std::mem::take(&mut *slots)
-            .into_iter()
-            .partition(|s| keep(&s.backend));
-        *slots = kept;
-        taken
-    }
-}
-
-impl std::fmt::Debug for Principal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Principal")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
     }
 }
 
@@ -190,17 +122,6 @@ struct Current {
     backends: Backends,
     mode: AuthMode,
     settings: SessionSettings,
-}
-
-/// What a reload changed in the session store, and what it could not change.
-#[derive(Debug, Default)]
-pub struct SessionsReload {
-    /// vCenter sessions logged out because their vCenter was removed or changed.
-    pub logged_out: usize,
-    /// Service-account sessions opened on added or changed vCenters.
-    pub logged_in: usize,
-    /// What else changed.
-    pub changed: Vec<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -678,90 +599,6 @@ impl Sessions {
     fn current(&self) -> std::sync::RwLockReadGuard<'_, Current> {
         self.current.read().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// Applies a reloaded configuration: the new vCenters (sessions on removed or
-    /// changed ones logged out; the service account logged in to added ones at
-    /// once), the service account and its users, the idle and verify intervals.
-    /// Client sessions all stay. The caller keeps what cannot change in place: the
-    /// mode (client sessions belong to it) and the client idle timeout (the session
-    /// cache was built with it).
-    pub async fn reload(
-        &self,
-        backends: Backends,
-        mode: AuthMode,
-        settings: SessionSettings,
-    ) -> SessionsReload {
-        let mut report = SessionsReload::default();
-        {
-            let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
-            if let (AuthMode::ServiceAccount(old), AuthMode::ServiceAccount(new)) =
-                (&current.mode, &mode)
-            {
-                if old.username != new.username || old.password.expose() != new.password.expose() {
-                    report
-                        .changed
-                        .push("auth: service account (new log-ins use it)".into());
-                }
-                let names = |u: &crate::auth::users::UserList| {
-                    u.names()
-                        .map(str::to_owned)
-                        .collect::<std::collections::BTreeSet<_>>()
-                };
-                if names(&old.users) != names(&new.users) {
-                    report.changed.push("auth: users list".into());
-                }
-            }
-            if settings != current.settings {
-                report
-                    .changed
-                    .push("auth: backend_idle_timeout / verify_interval".into());
-            }
-            current.mode = mode;
-            current.settings = settings;
-            current.backends = backends.clone();
-        }
-        let removed = self.take_sessions(|b| backends.by_id(b.id).is_some()).await;
-        report.logged_out = removed.len();
-        self.logout_all(&removed).await;
-
-        // The service account's pool follows at once: its clients expect every
-        // vCenter to be there on their next request.
-        let accounts: Vec<Arc<Principal>> = lock(&self.principals)
-            .values()
-            .filter(|p| p.keep_password)
-            .cloned()
-            .collect();
-        for principal in accounts {
-            let Some(password) = lock(&principal.password).clone() else {
-                continue;
-            };
-            let mut slots = principal.backends.lock().await;
-            let missing: Vec<&Backend> = backends
-                .iter()
-                .filter(|b| !slots.iter().any(|s| s.backend.id == b.id))
-                .collect();
-            let logins = missing.into_iter().map(|backend| {
-                let (user, password) = (&principal.user, &password);
-                async move {
-                    let result = self
-                        .backend_login(backend, user, password, backend.login_family(Family::Api))
-                        .await;
-                    (backend, result)
-                }
-            });
-            for (backend, result) in join_all(logins).await {
-                // A failure here is logged by the login; the next request tries again.
-                if let Ok(session) = result {
-                    report.logged_in += 1;
-                    slots.push(Slot {
-                        backend: backend.clone(),
-                        session,
-                    });
-                }
-            }
-        }
-        report
-    }
 }
 
 /// Whether vCenter refused the credentials (401 or 403), as opposed to failing.
@@ -770,81 +607,4 @@ fn refused(failure: &UpstreamFailure) -> bool {
         failure.status(),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
     )
-}
-
-fn client_session_ended(principal: &Principal, cause: RemovalCause) {
-    let left = principal
-        .clients
-        .fetch_sub(1, Ordering::SeqCst)
-        .saturating_sub(1);
-    debug!(user = %Untrusted(&principal.user), ?cause, clients_left = left, "client session ended");
-    if left == 0 {
-        if !principal.keep_password {
-            // The password is kept only while the user has live client sessions.
-            *lock(&principal.password) = None;
-        }
-        principal.touch();
-    }
-}
-
-/// 128 random bits, hex: what vCenter's own ids look like.
-fn new_session_id() -> String {
-    let mut bytes = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .expect("the operating system's random generator failed");
-    let mut out = String::with_capacity(32);
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
-}
-
-/// The client's Basic credentials; an empty user name is no credentials.
-/// A log-in's user name and password, whichever way the client sent them.
-pub struct Credentials {
-    pub user: String,
-    pub password: Secret,
-}
-
-impl Credentials {
-    /// Credentials with a user name; `None` for an anonymous one.
-    pub fn new(user: String, password: String) -> Option<Credentials> {
-        (!user.is_empty()).then(|| Credentials {
-            user,
-            password: Secret::new(password),
-        })
-    }
-
-    /// From an `Authorization: Basic` header (the REST families).
-    pub fn basic(header: Option<&HeaderValue>) -> Option<Credentials> {
-        let (user, password) = crate::auth::basic_auth::decode(header)?;
-        Credentials::new(user, password)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_credentials_need_a_user_name() {
-        let h = crate::auth::basic_auth::encode("administrator@vsphere.local", "VMware1!").unwrap();
-        let c = Credentials::basic(Some(&h)).unwrap();
-        assert_eq!(
-            (c.user.as_str(), c.password.expose()),
-            ("administrator@vsphere.local", "VMware1!")
-        );
-        let anonymous = crate::auth::basic_auth::encode("", "x").unwrap();
-        assert!(Credentials::basic(Some(&anonymous)).is_none());
-        assert!(Credentials::basic(None).is_none());
-    }
-
-    #[test]
-    fn session_ids_are_128_bit_hex_and_distinct() {
-        let a = new_session_id();
-        let b = new_session_id();
-        assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
-    }
 }
