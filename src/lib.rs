@@ -33,4 +33,4 @@ pub mod sim;
 mod upstream;
 
 pub use protocol::{ErrorKind, Family, VapiError};
-pub use proxy::{run, LogControl, Proxy, ProxyError, ReloadError, ReloadReport};
+pub use proxy::{run, LogControl, Proxy, ProxyError, ReloadError, ReloadReport, WatchSettings};

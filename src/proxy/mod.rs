@@ -37,3 +37,4 @@ pub(crate) mod watch;
 pub use reload::{ReloadError, ReloadReport};
 pub use server::run;
 pub use state::{LogControl, Proxy, ProxyError};
+pub use watch::WatchSettings;

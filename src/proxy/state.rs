@@ -27,6 +27,7 @@ use super::metrics::Metrics;
 use super::owners::TaskOwners;
 use super::sessions::{SessionSettings, Sessions};
 use super::shared::SharedLevel;
+use super::watch::{WatchSettings, Watches};
 use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::{self, Config};
 use crate::net::listener::ServeOptions;
@@ -59,7 +60,7 @@ pub struct Proxy {
     pub(super) ready: AtomicBool,
     pub(super) next_request_id: AtomicU64,
     /// Watch streams, one hub per question watched.
-    pub(super) watches: super::watch::Watches,
+    pub(super) watches: Watches,
     /// The configuration in force. Its lock also makes reloads take turns.
     pub(super) applied: tokio::sync::Mutex<Config>,
     /// Applies `[log]` at a reload; set by whoever installed the log subscriber.
@@ -111,6 +112,16 @@ impl Proxy {
     /// With a `[cluster]`, it must be called inside a Tokio runtime: the link to
     /// Redis starts connecting in the background at once.
     pub fn new(config: &Config) -> Result<Arc<Proxy>, ProxyError> {
+        Self::with_watch_settings(config, WatchSettings::default())
+    }
+
+    /// [`Proxy::new`] with watch streams paced and bounded by `watch` instead of
+    /// the defaults (which are not configurable): for tests, which shorten the
+    /// heartbeat and shrink the queues.
+    pub fn with_watch_settings(
+        config: &Config,
+        watch: WatchSettings,
+    ) -> Result<Arc<Proxy>, ProxyError> {
         let mut metrics = Metrics::new();
         let cluster = match &config.cluster {
             Some(c) => {
@@ -157,7 +168,7 @@ impl Proxy {
             listen,
             ready: AtomicBool::new(false),
             next_request_id: AtomicU64::new(1),
-            watches: Default::default(),
+            watches: Watches::new(watch),
             applied: tokio::sync::Mutex::new(config.clone()),
             log_control: OnceLock::new(),
         }))

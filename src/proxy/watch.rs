@@ -45,25 +45,42 @@ const MIN_REFRESH: Duration = Duration::from_millis(5);
 /// `EventSource` retries after a few seconds) resumes instead of starting over.
 const LINGER: Duration = Duration::from_secs(30);
 
+/// How watch streams pace and bound themselves. [`Default`] is what the proxy
+/// runs with (none of it is configurable); tests shorten the heartbeat and shrink
+/// the queues to see them work without waiting or flooding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchSettings {
+    /// How often an idle stream sends a heartbeat comment (`HEARTBEAT`).
+    pub heartbeat: Duration,
+    /// Refreshes a watcher may fall behind its hub before it is sent a new
+    /// snapshot (`BROADCAST`; at least 1).
+    pub broadcast: usize,
+    /// Frames queued for one watcher's connection (`QUEUE`; at least 1).
+    pub queue: usize,
+}
+
+impl Default for WatchSettings {
+    fn default() -> WatchSettings {
+        WatchSettings {
+            heartbeat: HEARTBEAT,
+            broadcast: BROADCAST,
+            queue: QUEUE,
+        }
+    }
+}
+
 /// The hubs by question.
 pub struct Watches {
     hubs: Mutex<HashMap<Vec<u8>, Weak<Hub>>>,
     /// Set at shutdown: every stream ends, so connections can drain.
     closing: watch::Sender<bool>,
-}
-
-impl Default for Watches {
-    fn default() -> Watches {
-        Watches {
-            hubs: Mutex::default(),
-            closing: watch::channel(false).0,
-        }
-    }
+    settings: WatchSettings,
 }
 
 /// One question watched: its latest answer, its recent events, its watchers.
 pub struct Hub {
     epoch: u64,
+    settings: WatchSettings,
     events: broadcast::Sender<Arc<Frame>>,
     history: Mutex<VecDeque<Arc<Frame>>>,
     /// The latest snapshot and the sequence number of the last event before it.
@@ -81,6 +98,15 @@ pub struct Frame {
 }
 
 impl Watches {
+    /// Hubs whose streams follow `settings`.
+    pub fn new(settings: WatchSettings) -> Watches {
+        Watches {
+            hubs: Mutex::default(),
+            closing: watch::channel(false).0,
+            settings,
+        }
+    }
+
     /// Ends every watch stream (graceful shutdown: they would never end).
     pub fn close(&self) {
         self.closing.send_replace(true);
@@ -106,7 +132,8 @@ impl Watches {
         static EPOCHS: AtomicU64 = AtomicU64::new(1);
         let hub = Arc::new(Hub {
             epoch: EPOCHS.fetch_add(1, Ordering::Relaxed) ^ start_nanos(),
-            events: broadcast::channel(BROADCAST).0,
+            settings: self.settings,
+            events: broadcast::channel(self.settings.broadcast.max(1)).0,
             history: Mutex::new(VecDeque::new()),
             latest: watch::channel(None).0,
         });
@@ -217,7 +244,7 @@ impl Hub {
         last_event_id: Option<&str>,
         mut closing: watch::Receiver<bool>,
     ) -> mpsc::Receiver<Bytes> {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = mpsc::channel(self.settings.queue.max(1));
         let mut events = self.events.subscribe();
         let resume = last_event_id.and_then(|id| self.resume_from(id));
         let hub = self.clone();
@@ -236,7 +263,7 @@ impl Hub {
                     None => return,
                 },
             };
-            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            let mut heartbeat = tokio::time::interval(hub.settings.heartbeat);
             heartbeat.tick().await;
             loop {
                 let sent = tokio::select! {

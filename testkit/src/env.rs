@@ -8,7 +8,7 @@ use vcproxy::config::Config;
 use vcproxy::sim::{self, SimConfig, SimHandle};
 
 use crate::client::Http;
-use crate::proxy::bind_proxy;
+use crate::proxy::{bind_proxy, BoundProxy};
 use crate::sims::start_sims;
 
 /// The listener tables of a configuration (the proxy in this process binds its own
@@ -82,7 +82,12 @@ impl Env {
     /// Starts the proxy for `config` (its listen addresses are ignored: the proxy
     /// binds 127.0.0.1 ports of its own) in front of already running simulators.
     pub async fn start_with_config(sims: Vec<SimHandle>, config: &Config) -> Env {
-        let proxy = bind_proxy(config).await;
+        Self::start_bound(sims, bind_proxy(config).await)
+    }
+
+    /// Serves `proxy`, already built and bound (see [`BoundProxy::bind`]), in front
+    /// of already running simulators.
+    pub fn start_bound(sims: Vec<SimHandle>, proxy: BoundProxy) -> Env {
         let (addr, admin_addr) = (proxy.addr, proxy.admin_addr);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(proxy.serve(async move {

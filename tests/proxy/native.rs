@@ -10,10 +10,10 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::common::{every_service_query, Env, Http};
+use super::common::{every_service_query, BoundProxy, Env, Http};
 use super::{on_lists, three_static, ADMIN};
 use vcproxy::sim::Faults;
-use vcproxy::Family;
+use vcproxy::{Family, WatchSettings};
 
 fn tasks_path(extra: &str) -> String {
     format!("/vcproxy/v1/tasks?{}{extra}", every_service_query())
@@ -159,6 +159,11 @@ impl Stream {
             .send(http.request(Method::GET, path, headers, None))
             .await
             .unwrap();
+        Stream::of(r)
+    }
+
+    /// The stream an answer carries.
+    fn of(r: http::Response<hyper::body::Incoming>) -> Stream {
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "text/event-stream");
         Stream {
@@ -167,33 +172,14 @@ impl Stream {
         }
     }
 
-    /// The next event (heartbeats skipped), within 10 s.
-    async fn next(&mut self) -> Event {
+    /// The next frame as sent (up to and with its blank line), heartbeats
+    /// included, within 10 s.
+    async fn next_frame(&mut self) -> String {
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
                     let frame: Vec<u8> = self.buffer.drain(..end + 2).collect();
-                    let text = String::from_utf8(frame).unwrap();
-                    let (mut id, mut event, mut data) =
-                        (String::new(), String::new(), String::new());
-                    for line in text.lines() {
-                        if let Some(v) = line.strip_prefix("id: ") {
-                            id = v.into();
-                        } else if let Some(v) = line.strip_prefix("event: ") {
-                            event = v.into();
-                        } else if let Some(v) = line.strip_prefix("data: ") {
-                            data.push_str(v);
-                            data.push('\n');
-                        }
-                    }
-                    if event.is_empty() {
-                        continue; // a heartbeat
-                    }
-                    return Event {
-                        id,
-                        event,
-                        data: serde_json::from_str(&data).unwrap(),
-                    };
+                    return String::from_utf8(frame).unwrap();
                 }
                 let frame = self.body.frame().await.expect("the stream ended").unwrap();
                 if let Ok(bytes) = frame.into_data() {
@@ -202,7 +188,33 @@ impl Stream {
             }
         })
         .await
-        .expect("no event within 10 s")
+        .expect("no frame within 10 s")
+    }
+
+    /// The next event (heartbeats skipped).
+    async fn next(&mut self) -> Event {
+        loop {
+            let text = self.next_frame().await;
+            let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.into();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.into();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                    data.push('\n');
+                }
+            }
+            if event.is_empty() {
+                continue; // a heartbeat
+            }
+            return Event {
+                id,
+                event,
+                data: serde_json::from_str(&data).unwrap(),
+            };
+        }
     }
 }
 
@@ -350,4 +362,169 @@ fn rss_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// One simulator (vc1: 120 tasks, its clock still), the proxy in front with a short
+/// TTL and watch streams paced and bounded by `watch`.
+async fn watch_env(watch: WatchSettings) -> Env {
+    let sims = super::common::start_sims(vec![super::common::sim_config(120, 1)]).await;
+    let urls: Vec<String> = sims.iter().map(|s| s.base_url()).collect();
+    let head = format!(
+        "{}[cache]\nttl = \"100ms\"\nstale_while_revalidate = \"0s\"\n",
+        super::common::LISTEN
+    );
+    let config = super::common::config(&head, &urls, |_| String::new());
+    Env::start_bound(sims, BoundProxy::bind(&config, watch).await)
+}
+
+fn watch_path() -> String {
+    format!(
+        "/vcproxy/v1/tasks/watch?{}&vcenter=vc1",
+        every_service_query()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watch_stream_sends_heartbeat_comments() {
+    let env = watch_env(WatchSettings {
+        heartbeat: Duration::from_millis(100),
+        ..WatchSettings::default()
+    })
+    .await;
+    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let mut s = Stream::open(&env.http, &watch_path(), &[("vmware-api-session-id", &sid)]).await;
+    assert_eq!(s.next().await.event, "snapshot");
+    // Nothing changes (the simulator's clock stands still): what comes is
+    // heartbeats, comment lines an EventSource ignores, never an event.
+    for _ in 0..3 {
+        let frame = s.next_frame().await;
+        assert_eq!(frame, ": heartbeat\n\n", "not a heartbeat comment");
+        assert!(
+            !frame
+                .lines()
+                .any(|l| l.starts_with("data:") || l.starts_with("event:")),
+            "{frame:?}"
+        );
+    }
+    drop(s);
+    env.stop().await;
+}
+
+/// What time changes in a task's Info: its status, progress and times. (The
+/// native answer's Info is in `/rest`'s shape, the simulator's map in `/api`'s; these
+/// fields read the same in both.)
+fn progress(info: &Value) -> Value {
+    serde_json::json!([
+        info["status"],
+        info["progress"]["completed"],
+        info["start_time"],
+        info["end_time"],
+    ])
+}
+
+/// Each task's [`progress`] by id, from a native answer (one vCenter's tasks).
+fn states(v: &Value) -> BTreeMap<String, Value> {
+    v["tasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tasks in {v}"))
+        .iter()
+        .map(|t| (t["task"].as_str().unwrap().to_owned(), progress(&t["info"])))
+        .collect()
+}
+
+/// Each task's [`progress`] by id, as the simulator has them now.
+fn sim_states(sim: &vcproxy::sim::SimHandle) -> BTreeMap<String, Value> {
+    let tasks: BTreeMap<String, Value> = serde_json::from_slice(&sim.tasks_api_json()).unwrap();
+    tasks
+        .into_iter()
+        .map(|(id, info)| (id, progress(&info)))
+        .collect()
+}
+
+/// The sequence number of an event id (`<hub>-<sequence>`).
+fn seq(id: &str) -> u64 {
+    id.rsplit_once('-').unwrap().1.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_falls_behind_gets_a_fresh_snapshot() {
+    // Two refreshes' frames in the broadcast, two in a watcher's queue (one
+    // frame: one refresh's events).
+    let env = watch_env(WatchSettings {
+        broadcast: 2,
+        queue: 2,
+        ..WatchSettings::default()
+    })
+    .await;
+    let sid = env.http.session(Family::Api, ADMIN.0, ADMIN.1).await;
+    let path = watch_path();
+    let h = [("vmware-api-session-id", sid.as_str())];
+
+    // The laggard: HTTP/2 with a 4 KiB stream window. Once it stops reading, the
+    // proxy may send it 4 KiB more, however much the sockets would buffer; then
+    // hyper holds a frame or two for it, its queue fills, and its watcher stops
+    // taking frames from the broadcast. Here, with the broadcast's two, that is
+    // seven frames (the refreshes below change some thirty tasks each, more than
+    // 4 KiB): the eighth refresh leaves it behind; thirty are far past that.
+    let tcp = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(4096)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let r = h2
+        .send_request(env.http.request(Method::GET, &path, &h, None))
+        .await
+        .unwrap();
+    let mut laggard = Stream::of(r);
+    let first = laggard.next().await;
+    assert_eq!(first.event, "snapshot");
+    assert_eq!(states(&first.data), sim_states(&env.sims[0]));
+
+    // A reader of the same question (the same hub) sees every refresh's changes:
+    // each step of simulated time, waited for there, is at least one more frame
+    // broadcast.
+    let mut reader = Stream::open(&env.http, &path, &h).await;
+    let snapshot = reader.next().await;
+    assert_eq!(snapshot.event, "snapshot");
+    let mut seen = states(&snapshot.data);
+    let mut last_seq = seq(&snapshot.id);
+    for step in 1..=30 {
+        env.sims[0].advance(Duration::from_secs(10));
+        let now = sim_states(&env.sims[0]);
+        assert_ne!(seen, now, "step {step} changed no task");
+        while seen != now {
+            let e = reader.next().await;
+            assert_eq!(e.event, "task", "the reader keeps up: {e:?}");
+            assert!(seq(&e.id) > last_seq, "{e:?}");
+            last_seq = seq(&e.id);
+            let task = e.data["task"].as_str().unwrap().to_owned();
+            match e.data["change"].as_str() {
+                Some("removed") => seen.remove(&task),
+                _ => seen.insert(task, progress(&e.data["info"])),
+            };
+        }
+    }
+
+    // Read at last, the laggard gets what was queued for it, then a new snapshot:
+    // the tasks as they are now.
+    let fresh = loop {
+        let e = laggard.next().await;
+        if e.event == "snapshot" {
+            break e;
+        }
+        assert_eq!(e.event, "task", "{e:?}");
+    };
+    assert_eq!(states(&fresh.data), sim_states(&env.sims[0]));
+    assert_ne!(states(&fresh.data), states(&first.data));
+    assert_eq!(
+        seq(&fresh.id),
+        last_seq,
+        "the snapshot stands at the last event"
+    );
+    drop((laggard, reader, h2));
+    conn.await.unwrap().unwrap();
+    env.stop().await;
 }
