@@ -1,6 +1,6 @@
 //! Reloading the configuration in place (`POST /reload`; SIGHUP does the same, see
 //! `tests/ops.rs`): vCenters added, removed and changed under live client sessions,
-//! an invalid file refused, the service account's pool following at once, the
+//! a vCenter's trust (pin, CA file) changed at the same URL, an invalid file refused, the service account's pool following at once, the
 //! listener's certificate rotated, limits applied, and no request lost to a reload
 //! under load.
 
@@ -121,6 +121,70 @@ async fn vcenters_change_under_live_client_sessions() {
         "{}",
         metrics.text()
     );
+    env.stop().await;
+}
+
+/// A vCenter whose trust changes (pin to CA file, to a wrong pin, back) at the same
+/// URL: each reload rebuilds it, and the new trust decides its next connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vcenters_trust_changes_at_a_reload() {
+    let tls = |seed| {
+        let mut c = sim_config(10, seed);
+        c.tls = true;
+        c
+    };
+    let sims = start_sims(vec![tls(1), tls(2)]).await;
+    let dir = common::temp_dir("reload-trust");
+    let path = dir.join("proxy.toml");
+    let pem = dir.join("vc.pem");
+    std::fs::write(&pem, sims[0].cert_pem().unwrap()).unwrap();
+    let url = sims[0].base_url();
+    let trust_as = |trust: &str| {
+        let toml = format!(
+            "{}\n[[vcenter]]\nname = \"vc\"\nurl = \"{url}\"\n{trust}\n",
+            common::LISTEN
+        );
+        std::fs::write(&path, toml).unwrap();
+    };
+    let right_pin = format!("pin_sha256 = \"{}\"", sims[0].cert_fingerprint().unwrap());
+    // The other simulator's certificate: not the one vc presents.
+    let wrong_pin = format!("pin_sha256 = \"{}\"", sims[1].cert_fingerprint().unwrap());
+    let ca_file = format!("ca_file = {:?}", pem.display().to_string());
+    trust_as(&right_pin);
+    let env = Env::start_from_file(sims, &path).await;
+    let vc = &env.sims[0];
+    let sid = env.http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let query = every_service_query();
+    let fetch = || async {
+        let path = format!("/rest/cis/tasks?{query}");
+        let headers = [
+            ("vmware-api-session-id", sid.as_str()),
+            ("cache-control", "no-cache"),
+        ];
+        env.http.call(Method::GET, &path, &headers, None).await
+    };
+    assert_eq!(fetch().await.status, 200);
+
+    for (trust, works) in [(&ca_file, true), (&wrong_pin, false), (&right_pin, true)] {
+        trust_as(trust);
+        let report = env.reload().await.json();
+        let changed = changed(&report);
+        assert!(
+            changed.iter().any(|c| c == "vcenter vc: changed"),
+            "{trust}: {changed:?}"
+        );
+        // The rebuilt vCenter's old session was logged out.
+        assert_eq!(vc.stats().sessions_open, 0, "{trust}");
+        let r = fetch().await;
+        if works {
+            assert_eq!(r.status, 200, "{trust}: {}", r.text());
+            assert_eq!(vc.stats().sessions_open, 1, "{trust}: logged in again");
+        } else {
+            assert_eq!(r.status, 503, "{trust}: {}", r.text());
+            assert_eq!(r.header("vcproxy-upstream"), Some("vc"));
+            assert_eq!(vc.stats().sessions_open, 0, "{trust}: no credentials sent");
+        }
+    }
     env.stop().await;
 }
 
