@@ -53,6 +53,11 @@ pub struct Answer {
     pub created: Instant,
     /// Compressed copies and validators, once made (cached success answers only).
     pub encoded: Option<Encoded>,
+    /// A success that leaves out vCenters that failed (a partial merge, a native
+    /// answer reporting a failure): the cache keeps it like an error, fresh for
+    /// `error_ttl` and without stale windows, so those vCenters are asked again
+    /// as soon as a failure would be.
+    pub incomplete: bool,
 }
 
 impl Answer {
@@ -68,6 +73,7 @@ impl Answer {
             spare: 0,
             created: Instant::now(),
             encoded: None,
+            incomplete: false,
         }
     }
 
@@ -78,6 +84,13 @@ impl Answer {
 
     pub fn is_success(&self) -> bool {
         self.status.is_success()
+    }
+
+    /// Whether the cache keeps the answer as a good one: fresh for `ttl`, then
+    /// served stale within its windows. Errors and incomplete answers get
+    /// `error_ttl`.
+    pub fn keeps_as_good(&self) -> bool {
+        self.is_success() && !self.incomplete
     }
 
     /// Time since the answer was fetched, for the `age` header.

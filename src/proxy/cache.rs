@@ -153,7 +153,7 @@ impl Expiry<Arc<CacheKey>, Arc<Answer>> for EntryExpiry {
         now: Instant,
     ) -> Option<Duration> {
         // From the fetch, not from the insert (which follows the compression).
-        let keep = if entry.is_success() {
+        let keep = if entry.keeps_as_good() {
             self.keep_good
         } else {
             self.keep_error
@@ -240,7 +240,7 @@ impl ResponseCache {
         let cached = self.entries.get(&key).await;
         if let (Some(entry), false) = (&cached, force) {
             let age = entry.age(now);
-            let fresh_for = if entry.is_success() {
+            let fresh_for = if entry.keeps_as_good() {
                 self.settings.ttl
             } else {
                 self.settings.error_ttl
@@ -248,13 +248,14 @@ impl ResponseCache {
             if age < fresh_for {
                 return Ok((entry.clone(), Outcome::Hit));
             }
-            if entry.is_success()
+            if entry.keeps_as_good()
                 && age < self.settings.ttl + self.settings.stale_if_error
                 && self.recent_failures.contains_key(&key)
             {
                 return Ok((entry.clone(), Outcome::Stale));
             }
-            if entry.is_success() && age < self.settings.ttl + self.settings.stale_while_revalidate
+            if entry.keeps_as_good()
+                && age < self.settings.ttl + self.settings.stale_while_revalidate
             {
                 // Serve now; refresh once in the background.
                 let _ = self.join_or_start(Arc::new(key), false, fetch);
@@ -272,7 +273,7 @@ impl ResponseCache {
         // A failure with a good entry still within stale-if-error: serve the good one.
         if !answer.is_success() && answer.status.is_server_error() {
             if let Some(good) = cached.filter(|e| {
-                e.is_success()
+                e.keeps_as_good()
                     && e.age(Instant::now()) < self.settings.ttl + self.settings.stale_if_error
             }) {
                 return Ok((good, Outcome::Stale));
@@ -337,7 +338,11 @@ impl ResponseCache {
                 Policy::Failure => {
                     // Keep a good entry that stale-if-error may still serve; otherwise
                     // cache the failure briefly like any other error.
-                    let keep_good = this.entries.get(&key).await.is_some_and(|e| e.is_success());
+                    let keep_good = this
+                        .entries
+                        .get(&key)
+                        .await
+                        .is_some_and(|e| e.keeps_as_good());
                     if keep_good {
                         this.recent_failures.insert(key.clone(), ()).await;
                     } else {
@@ -425,7 +430,7 @@ impl ResponseCache {
     fn shared_ttl(&self, policy: Policy, entry: &Answer) -> Option<Duration> {
         let keep = match policy {
             Policy::Private => return None,
-            _ if entry.is_success() => {
+            _ if entry.keeps_as_good() => {
                 self.settings.ttl
                     + self
                         .settings
@@ -439,7 +444,7 @@ impl ResponseCache {
 
     /// How long `entry` stays fresh from `now` (`Cache-Control: max-age`).
     pub fn fresh_for(&self, entry: &Answer, now: Instant) -> Duration {
-        let ttl = if entry.is_success() {
+        let ttl = if entry.keeps_as_good() {
             self.settings.ttl
         } else {
             self.settings.error_ttl

@@ -99,6 +99,7 @@ impl UpstreamFailure {
             spare: 0,
             created: Instant::now(),
             encoded: None,
+            incomplete: false,
         }
     }
 }

@@ -313,7 +313,15 @@ impl Fanout {
                 },
             })
             .collect();
-        Answer::json(StatusCode::OK, Bytes::from(native::render(&parts)))
+        // A vCenter that failed (rather than refused or does not serve the family)
+        // is asked again as soon as a failure would be.
+        let failed = outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, Err((status, _)) if *status >= 500));
+        Answer {
+            incomplete: failed,
+            ..Answer::json(StatusCode::OK, Bytes::from(native::render(&parts)))
+        }
     }
 
     /// Records which vCenter listed each task, off the answer's path.
@@ -447,6 +455,7 @@ impl Fanout {
                 );
                 let spare = merged.body.capacity() - merged.body.len();
                 Answer {
+                    incomplete: partial.is_some(),
                     partial,
                     timing,
                     spare,

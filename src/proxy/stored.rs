@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::answer::Answer;
 use crate::encoding::Encoded;
 
-const ANSWER_LAYOUT: u8 = 1;
+const ANSWER_LAYOUT: u8 = 2;
 const SESSION_LAYOUT: u8 = 1;
 
 /// `answer` as bytes for the other replicas.
@@ -29,6 +29,7 @@ pub fn encode_answer(answer: &Answer) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(answer.body.len() + 256));
     w.0.push(ANSWER_LAYOUT);
     w.0.extend_from_slice(&answer.status.as_u16().to_be_bytes());
+    w.0.push(u8::from(answer.incomplete));
     w.0.extend_from_slice(&millis.to_be_bytes());
     w.field(answer.content_type.as_bytes());
     w.optional(answer.upstream.as_ref().map(HeaderValue::as_bytes));
@@ -54,6 +55,11 @@ pub fn decode_answer(bytes: &[u8]) -> Option<Answer> {
         return None;
     }
     let status = StatusCode::from_u16(u16::from_be_bytes(r.array()?)).ok()?;
+    let incomplete = match r.byte()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
     let fetched = UNIX_EPOCH + Duration::from_millis(u64::from_be_bytes(r.array()?));
     let content_type = header(r.field()?)?;
     let upstream = optional_header(r.optional()?)?;
@@ -86,6 +92,7 @@ pub fn decode_answer(bytes: &[u8]) -> Option<Answer> {
         created: now.checked_sub(age).unwrap_or(now),
         encoded,
         body,
+        incomplete,
     })
 }
 
@@ -210,6 +217,7 @@ mod tests {
             upstream: Some(HeaderValue::from_static("vc2")),
             partial: Some(HeaderValue::from_static("vc3")),
             timing: Some(HeaderValue::from_static("vc1;dur=3")),
+            incomplete: encoded,
             ..Answer::json(StatusCode::OK, body.clone())
         };
         a.created = Instant::now() - Duration::from_millis(1500);
@@ -236,6 +244,7 @@ mod tests {
                 (a.status, &a.content_type, &a.body)
             );
             assert_eq!((&b.upstream, &b.partial), (&a.upstream, &a.partial));
+            assert_eq!(b.incomplete, a.incomplete);
             assert_eq!(
                 b.timing, None,
                 "timing belongs to the fetch's own responses"

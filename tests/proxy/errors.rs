@@ -5,6 +5,7 @@ use crate::common::{self, every_service_query, sim_config, start_sims, Env};
 use crate::{direct_raw, logged_in, on_lists, svc_body, three_static, ADMIN, SVC};
 use http::Method;
 use serde_json::Value;
+use std::time::Duration;
 use vcproxy::sim::{self, Faults};
 use vcproxy::Family;
 
@@ -218,6 +219,65 @@ async fn partial_mode_merges_what_answered_and_names_the_rest() {
         })
         .sum();
     assert_eq!(r.json().as_object().unwrap().len(), expected);
+    env.stop().await;
+}
+
+/// An answer that leaves a failed vCenter out (a partial merge, a native answer
+/// reporting the failure) is kept like an error: fresh for `error_ttl`, not `ttl`,
+/// so the failed vCenter is asked again as soon as a failure would be; once it
+/// answers, the complete answer is kept for `ttl` again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_missing_a_failed_vcenter_lives_like_an_error() {
+    let config = "[cache]\nttl = \"1h\"\nerror_ttl = \"100ms\"\n[merge]\npartial = true";
+    let (env, sid) = logged_in(config, Family::Rest).await;
+    let failing = Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    };
+    env.sims[2].set_faults(on_lists(failing)).unwrap();
+    let max_age = |r: &crate::common::Resp| -> u64 {
+        let cc = r.header("cache-control").unwrap_or_default().to_owned();
+        cc.strip_prefix("private, max-age=")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("cache-control {cc:?}"))
+    };
+    let native = format!("/vcproxy/v1/tasks?{}", every_service_query());
+    let h = [("vmware-api-session-id", sid.as_str())];
+    let query = every_service_query();
+    let list = || env.http.rest_list(&sid, &query);
+    let ask_native = || env.http.call(Method::GET, &native, &h, None);
+
+    let r = list().await;
+    assert_eq!(
+        (r.status.as_u16(), r.header("vcproxy-partial")),
+        (200, Some("vc3"))
+    );
+    assert_eq!(max_age(&r), 0, "fresh for error_ttl, not an hour");
+    let n = ask_native().await;
+    assert_eq!((n.status.as_u16(), n.cache()), (200, "miss"));
+    assert_eq!(n.json()["vcenters"][2]["ok"], false);
+    let asked = env.upstream_lists();
+
+    // Past error_ttl both are fetched again: the failed vCenter is asked again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(list().await.cache(), "miss");
+    assert_eq!(ask_native().await.cache(), "miss");
+    let again = env.upstream_lists();
+    assert!(
+        again.iter().zip(&asked).all(|(a, b)| a > b),
+        "every vCenter asked again: {asked:?} -> {again:?}"
+    );
+
+    // vc3 is back: the complete answers are kept for the hour.
+    env.sims[2].set_faults(on_lists(Faults::default())).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = list().await;
+    assert_eq!((r.cache(), r.header("vcproxy-partial")), ("miss", None));
+    assert!(max_age(&r) > 3000, "{:?}", r.header("cache-control"));
+    assert_eq!(ask_native().await.cache(), "miss");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(list().await.cache(), "hit");
+    assert_eq!(ask_native().await.cache(), "hit");
     env.stop().await;
 }
 
