@@ -341,6 +341,45 @@ async fn a_restarted_redis_ends_no_session() {
     stop_all(envs).await;
 }
 
+/// A session's record lost from Redis while every replica stayed connected (an
+/// eviction, a flush): the replica holding the session stores it again when the
+/// session is next used past its keep-alive period, and a replica that never saw
+/// the session adopts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_session_record_is_stored_again_on_use() {
+    let Some(redis) = Redis::start() else { return };
+    let sims = start_sims(vec![sim_config(10, 1)]).await;
+    // A keep-alive every 250 ms (an eighth of the idle timeout).
+    let envs = replicas(
+        &redis,
+        sims,
+        "cluster-lost-record",
+        "[auth]\nclient_session_idle = \"2s\"",
+    )
+    .await;
+    let sid = envs[0].http.session(Family::Rest, ADMIN.0, ADMIN.1).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(redis.dump().await.is_empty());
+    assert_eq!(envs[1].http.whoami(Family::Rest, &sid).await.status, 401);
+
+    wait_until(
+        "the replica that never saw it adopts the session",
+        || async {
+            // Use on the first replica (which stores the record again once its
+            // keep-alive period has passed), then ask the second.
+            assert_eq!(envs[0].http.whoami(Family::Rest, &sid).await.status, 200);
+            envs[1].http.whoami(Family::Rest, &sid).await.status == 200
+        },
+    )
+    .await;
+    stop_all(envs).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_redis_makes_readyz_follow_it() {
     let Some(redis) = Redis::start() else { return };

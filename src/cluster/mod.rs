@@ -406,12 +406,24 @@ impl Cluster {
         plain
     }
 
-    /// Extends the session's TTL (`PEXPIRE`).
-    pub async fn touch_session(&self, id: &str, ttl: Duration) {
+    /// Extends the session's TTL (`PEXPIRE`): `Some(false)` when Redis holds
+    /// nothing for it (it lost the record), `None` when Redis can't say.
+    pub async fn touch_session(&self, id: &str, ttl: Duration) -> Option<bool> {
         let inner = &self.inner;
         let mut expire = cmd("PEXPIRE", &inner.session_key(id));
         expire.arg(millis(ttl));
-        let _ = inner.store.query::<i64>(expire).await;
+        inner.store.query::<i64>(expire).await.ok().map(|n| n == 1)
+    }
+
+    /// Stores a session's record again, unless Redis holds something for it
+    /// (`SET NX`): a log-out's revocation mark made meanwhile stays.
+    pub async fn restore_session(&self, id: &str, record: &[u8], ttl: Duration) {
+        let inner = &self.inner;
+        let name = inner.session_key(id);
+        let sealed = inner.keys.seal_session(id, name.as_bytes(), record);
+        let mut set = cmd("SET", &name);
+        set.arg(sealed).arg("NX").arg("PX").arg(millis(ttl));
+        let _ = inner.store.query::<Option<String>>(set).await;
     }
 
     /// Replaces the session's record by a revocation mark kept for `ttl` (the

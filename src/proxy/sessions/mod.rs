@@ -169,8 +169,8 @@ impl Sessions {
             None => self.adopt(id).await?,
         };
         session.principal.touch();
-        if let (Some(cluster), Some(mark)) = (&self.cluster, &session.shared) {
-            self.keep_alive(cluster, id, mark);
+        if let Some(cluster) = &self.cluster {
+            self.keep_alive(cluster, id, &session);
         }
         Some(session)
     }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tracing::{debug, info, warn};
 
-use super::{ClientSession, Sessions};
+use super::{lock, ClientSession, Sessions};
 use crate::auth::{AuthMode, Secret};
 use crate::cluster::{Cluster, Revocation, SessionState};
 use crate::net::untrusted::Untrusted;
@@ -127,10 +127,15 @@ impl Sessions {
     }
 
     /// Extends the record's life in the cluster, off the request's path and at
-    /// most every eighth of the idle timeout.
+    /// most every eighth of the idle timeout; stores it again if Redis lost it
+    /// (evicted, or restarted while this replica's subscription stayed up), so the
+    /// other replicas can still adopt the session.
     /// (On every request of a shared session: two atomic loads and a clock read
     /// unless it is time.)
-    pub(super) fn keep_alive(&self, cluster: &Arc<Cluster>, id: &str, mark: &SharedMark) {
+    pub(super) fn keep_alive(&self, cluster: &Arc<Cluster>, id: &str, session: &ClientSession) {
+        let Some(mark) = &session.shared else {
+            return;
+        };
         let now = since_epoch();
         let last = mark.touched.load(Ordering::Relaxed);
         // The idle timeout cannot change without a restart (reload keeps it).
@@ -144,8 +149,16 @@ impl Sessions {
             return;
         }
         let idle = self.current().settings.client_idle;
+        let record = self.record_of(session);
         let (cluster, id) = (cluster.clone(), id.to_owned());
-        tokio::spawn(async move { cluster.touch_session(&id, idle).await });
+        tokio::spawn(async move {
+            if cluster.touch_session(&id, idle).await == Some(false) {
+                if let Some(record) = record {
+                    cluster.restore_session(&id, &record, idle).await;
+                    debug!("a session's record was missing from Redis; stored again");
+                }
+            }
+        });
     }
 
     /// Ends local copies of sessions logged out on other replicas, until `stop`.
@@ -220,7 +233,7 @@ impl Sessions {
                 // Redis lost it (restarted empty, or evicted it): the session
                 // lives here, so its record goes back for the other replicas.
                 Some(SessionState::Absent) => {
-                    if self.republish(&id, &session).await {
+                    if self.republish(cluster, &id, &session).await {
                         restored += 1;
                     }
                 }
@@ -243,18 +256,33 @@ impl Sessions {
         complete
     }
 
-    /// Stores a held session's record again; `false` when its password is no
-    /// longer held (passthrough: the principal has no client sessions left).
-    async fn republish(&self, id: &str, session: &ClientSession) -> bool {
+    /// Stores a held session's record again, unless a log-out left its mark
+    /// meanwhile; `false` when its password is no longer held (passthrough: the
+    /// principal has no client sessions left).
+    async fn republish(&self, cluster: &Cluster, id: &str, session: &ClientSession) -> bool {
+        let Some(record) = self.record_of(session) else {
+            return false;
+        };
+        let ttl = self.current().settings.client_idle;
+        cluster.restore_session(id, &record, ttl).await;
+        true
+    }
+
+    /// A held session's record as the other replicas read it; `None` when its
+    /// password is no longer held (passthrough: no client sessions left).
+    fn record_of(&self, session: &ClientSession) -> Option<Vec<u8>> {
         let password = match &self.current().mode {
-            AuthMode::Passthrough => match &*super::lock(&session.principal.password) {
-                Some(p) => p.expose().to_owned(),
-                None => return false,
-            },
+            AuthMode::Passthrough => lock(&session.principal.password)
+                .as_ref()?
+                .expose()
+                .to_owned(),
             AuthMode::ServiceAccount(_) => String::new(),
         };
-        self.publish(id, &session.user, &password, session.created)
-            .await;
-        true
+        let record = SessionRecord {
+            user: session.user.to_string(),
+            password,
+            created: session.created,
+        };
+        Some(record.encode())
     }
 }
