@@ -377,14 +377,16 @@ impl Cluster {
     // ---- sessions
 
     /// Stores a session record for `ttl`, sealed under a key derived from `id`,
-    /// under the session's handle.
+    /// under the session's handle, unless Redis holds something there (`SET NX`):
+    /// a new session's id is new, and a record stored again (Redis lost it) never
+    /// replaces the revocation mark of a log-out made meanwhile.
     pub async fn put_session(&self, id: &str, record: &[u8], ttl: Duration) {
         let inner = &self.inner;
         let name = inner.session_key(id);
         let sealed = inner.keys.seal_session(id, name.as_bytes(), record);
         let mut set = cmd("SET", &name);
-        set.arg(sealed).arg("PX").arg(millis(ttl));
-        let _ = inner.store.query::<()>(set).await;
+        set.arg(sealed).arg("NX").arg("PX").arg(millis(ttl));
+        let _ = inner.store.query::<Option<String>>(set).await;
     }
 
     /// The session's record; `None` when absent, unreadable, or Redis can't say.
@@ -413,17 +415,6 @@ impl Cluster {
         let mut expire = cmd("PEXPIRE", &inner.session_key(id));
         expire.arg(millis(ttl));
         inner.store.query::<i64>(expire).await.ok().map(|n| n == 1)
-    }
-
-    /// Stores a session's record again, unless Redis holds something for it
-    /// (`SET NX`): a log-out's revocation mark made meanwhile stays.
-    pub async fn restore_session(&self, id: &str, record: &[u8], ttl: Duration) {
-        let inner = &self.inner;
-        let name = inner.session_key(id);
-        let sealed = inner.keys.seal_session(id, name.as_bytes(), record);
-        let mut set = cmd("SET", &name);
-        set.arg(sealed).arg("NX").arg("PX").arg(millis(ttl));
-        let _ = inner.store.query::<Option<String>>(set).await;
     }
 
     /// Replaces the session's record by a revocation mark kept for `ttl` (the

@@ -696,15 +696,15 @@ async fn sessions_round_trip_under_a_handle_and_sealed_by_the_id() {
     assert_eq!(other.get_session(id).await, None);
     assert_eq!(other.session_state(id).await, Some(SessionState::Revoked));
     assert!(!other.inner().warned_session.load(Ordering::Relaxed));
-    // Restoring a record never overwrites the mark (a replica that still held
-    // the session races the log-out).
-    other.restore_session(id, b"user=alice", TTL).await;
+    // Storing a record never overwrites the mark (a replica that still held the
+    // session races the log-out).
+    other.put_session(id, b"user=alice", TTL).await;
     assert_eq!(other.session_state(id).await, Some(SessionState::Revoked));
 
-    // A record Redis lost: touch says so, and restoring stores it.
+    // A record Redis lost: touch says so, and it can be stored again.
     let lost = "e4da3b7fbbce2345d7772b0674a318d5";
     assert_eq!(cluster.touch_session(lost, TTL).await, Some(false));
-    cluster.restore_session(lost, b"user=carol", TTL).await;
+    cluster.put_session(lost, b"user=carol", TTL).await;
     assert_eq!(
         other.get_session(lost).await.as_deref(),
         Some(&b"user=carol"[..])
@@ -1101,7 +1101,7 @@ async fn the_cluster_and_its_futures_are_send_and_sync() {
     send(cluster.put_session("id", b"r", TTL));
     send(cluster.get_session("id"));
     send(cluster.touch_session("id", TTL));
-    send(cluster.restore_session("id", b"r", TTL));
+    send(cluster.put_session("id", b"r", TTL));
     send(cluster.delete_session("id", TTL));
     send(cluster.session_state("id"));
     let guard: Option<LockGuard> = None;

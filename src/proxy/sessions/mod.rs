@@ -213,12 +213,15 @@ impl Sessions {
         };
         let id = new_session_id();
         let created = SystemTime::now();
-        let shared_password = match &mode {
-            AuthMode::Passthrough => password.expose(),
-            AuthMode::ServiceAccount(_) => "",
+        let record = crate::proxy::stored::SessionRecord {
+            user: client_user.to_string(),
+            password: match &mode {
+                AuthMode::Passthrough => password.expose().to_owned(),
+                AuthMode::ServiceAccount(_) => String::new(),
+            },
+            created,
         };
-        self.publish(&id, &client_user, shared_password, created)
-            .await;
+        self.publish(&id, &record).await;
         let session = self.session(&id, client_user, principal, created);
         self.clients.insert(Arc::from(id.as_str()), session).await;
         Ok(id)

@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{lock, ClientSession, Sessions};
@@ -100,15 +100,11 @@ impl Sessions {
         self.clients.optionally_get_with(Arc::from(id), init).await
     }
 
-    /// Stores a new session for the other replicas.
-    pub(super) async fn publish(&self, id: &str, user: &str, password: &str, created: SystemTime) {
+    /// Stores a session's record for the other replicas (unless a log-out's mark
+    /// is there).
+    pub(super) async fn publish(&self, id: &str, record: &SessionRecord) {
         let Some(cluster) = &self.cluster else {
             return;
-        };
-        let record = SessionRecord {
-            user: user.to_owned(),
-            password: password.to_owned(),
-            created,
         };
         let ttl = self.current().settings.client_idle;
         cluster.put_session(id, &record.encode(), ttl).await;
@@ -149,12 +145,12 @@ impl Sessions {
             return;
         }
         let idle = self.current().settings.client_idle;
-        let record = self.record_of(session);
+        let record = self.record_of(session).map(|r| r.encode());
         let (cluster, id) = (cluster.clone(), id.to_owned());
         tokio::spawn(async move {
             if cluster.touch_session(&id, idle).await == Some(false) {
                 if let Some(record) = record {
-                    cluster.restore_session(&id, &record, idle).await;
+                    cluster.put_session(&id, &record, idle).await;
                     debug!("a session's record was missing from Redis; stored again");
                 }
             }
@@ -214,7 +210,7 @@ impl Sessions {
     }
 
     /// After an interruption: asks the cluster about every shared session held
-    /// here, and ends those it no longer has.
+    /// here, ends those logged out meanwhile and stores again those it lost.
     /// `false` when Redis could not say for some session (that one is tried again).
     async fn resync(&self, cluster: &Cluster) -> bool {
         let held: Vec<(Arc<str>, Arc<ClientSession>)> = self
@@ -233,7 +229,8 @@ impl Sessions {
                 // Redis lost it (restarted empty, or evicted it): the session
                 // lives here, so its record goes back for the other replicas.
                 Some(SessionState::Absent) => {
-                    if self.republish(cluster, &id, &session).await {
+                    if let Some(record) = self.record_of(&session) {
+                        self.publish(&id, &record).await;
                         restored += 1;
                     }
                 }
@@ -256,21 +253,9 @@ impl Sessions {
         complete
     }
 
-    /// Stores a held session's record again, unless a log-out left its mark
-    /// meanwhile; `false` when its password is no longer held (passthrough: the
-    /// principal has no client sessions left).
-    async fn republish(&self, cluster: &Cluster, id: &str, session: &ClientSession) -> bool {
-        let Some(record) = self.record_of(session) else {
-            return false;
-        };
-        let ttl = self.current().settings.client_idle;
-        cluster.restore_session(id, &record, ttl).await;
-        true
-    }
-
     /// A held session's record as the other replicas read it; `None` when its
     /// password is no longer held (passthrough: no client sessions left).
-    fn record_of(&self, session: &ClientSession) -> Option<Vec<u8>> {
+    fn record_of(&self, session: &ClientSession) -> Option<SessionRecord> {
         let password = match &self.current().mode {
             AuthMode::Passthrough => lock(&session.principal.password)
                 .as_ref()?
@@ -278,11 +263,10 @@ impl Sessions {
                 .to_owned(),
             AuthMode::ServiceAccount(_) => String::new(),
         };
-        let record = SessionRecord {
+        Some(SessionRecord {
             user: session.user.to_string(),
             password,
             created: session.created,
-        };
-        Some(record.encode())
+        })
     }
 }
